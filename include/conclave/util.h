@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small helpers shared by every module: hex, files, cleanup attributes. */
+#ifndef CONCLAVE_UTIL_H
+#define CONCLAVE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+
+/* Write 2*len lowercase hex chars plus NUL into out (size >= 2*len+1). */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+
+/* Decode a hex string (upper or lower case, even length) into out (max bytes); -EINVAL on bad
+ * input, -E2BIG if it does not fit. *out_len gets the decoded length. */
+int hex_decode(const char *hex, uint8_t *out, size_t max, size_t *out_len);
+
+/* Read a whole file of at most max bytes into a malloc'ed buffer (NUL-terminated for convenience,
+ * NUL not counted in *len). -EFBIG if larger than max. */
+int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
+
+/* Atomically create or replace path with data: written to a temporary file in the same
+ * directory with the given mode (O_EXCL, O_NOFOLLOW), fsync'ed, then renamed over path. */
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned int mode);
+
+#endif
