@@ -12,7 +12,8 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 # gcc's format-truncation guesses fire on every bounded snprintf of a path; clang has no such flag.
 WARN += $(shell $(CC) -Werror -Wno-format-truncation -E -x c /dev/null >/dev/null 2>&1 && echo -Wno-format-truncation)
 CFLAGS ?= -O2 -g
-CPPFLAGS += -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -D_FORTIFY_SOURCE=2
+# INTERNALBUILD only silences tss2_tpm2_types.h's deprecation of a struct that tss2_mu.h itself uses.
+CPPFLAGS += -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -DINTERNALBUILD
 ALL_CFLAGS = -std=gnu11 $(WARN) -fstack-protector-strong -fPIC -MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS += $(PKG_LIBS)
 

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Producing evidence on a node, and the credential-activation round trip around it. */
+#ifndef CONCLAVE_ATTEST_H
+#define CONCLAVE_ATTEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include "conclave/diag.h"
+#include "conclave/evidence.h"
+#include "conclave/secret.h"
+
+#define DEFAULT_EVENTLOG "/sys/kernel/security/tpm0/binary_bios_measurements"
+
+struct attest_opts {
+	const char *tcti;       /* "device:/dev/tpmrm0", "swtpm:path=..." */
+	const char *ak_state;   /* directory recording the node's AK */
+	const uint8_t *qdata;   /* qualifying data, <= 64 bytes */
+	size_t qlen;
+	uint32_t pcr_mask;      /* SHA-256 PCRs to quote */
+	const char *event_log;  /* path; NULL = none */
+	const char *ek_chain;   /* PEM file of intermediates to include; NULL = none */
+	const uint8_t *challenge; /* encoded challenge to answer (activation); NULL = none */
+	size_t challenge_len;
+};
+
+/* On the node: open the TPM, ensure the AK, answer the challenge if any, quote, and encode
+ * the evidence document into *out (malloc'ed). */
+int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d);
+
+/* On the verifier: check the EK chain and the AK template of ev, then wrap a fresh random
+ * credential for (EK, AK name). *credential (locked memory) is what the node must prove it
+ * opened; *out is the encoded challenge for the node. */
+int attest_make_challenge(const struct evidence *ev, X509_STORE *ca, uint8_t **out, size_t *len,
+			  struct secret **credential, struct diag *d);
+
+#endif

@@ -1,0 +1,892 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Node side of attestation through tpm2-tss ESAPI: EK and its certificate, the AK (created
+ * under the EK, persisted, recorded in a state directory), credential activation, PCRs, quotes.
+ * Every failure names the TPM command and the decoded response code. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <tss2_mu.h>
+#include <tss2_rc.h>
+#include <tss2_tctildr.h>
+
+#include "conclave/tpm.h"
+#include "conclave/tpmobj.h"
+#include "conclave/util.h"
+
+#define PCR_MAX 24
+#define PCR_SELECT_BYTES 3
+#define NV_CHUNK 512 /* below every TPM's NV buffer; still capped by TPM2_PT_NV_BUFFER_MAX */
+#define EK_CERT_MAX 4096
+#define QUOTE_TRIES 5
+
+struct tpm {
+	TSS2_TCTI_CONTEXT *tcti;
+	ESYS_CONTEXT *ctx;
+};
+
+/* Fill d with "what: decoded rc" and return -EIO (callers return it directly). */
+static int tss_fail(struct diag *d, TSS2_RC rc, const char *what)
+{
+	diag_set(d, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc), rc);
+	return -EIO;
+}
+
+int tpm_open(const char *tcti, struct tpm **out, struct diag *d)
+{
+	struct tpm *t = calloc(1, sizeof(*t));
+	TSS2_RC rc;
+
+	if (!t)
+		return diag_set(d, "out of memory"), -ENOMEM;
+	rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM transport");
+		diag_prefix(d, "cannot reach the TPM at '%s' (is it running and accessible?)",
+			    tcti ? tcti : "(default)");
+		goto fail;
+	}
+	rc = Esys_Initialize(&t->ctx, t->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "Esys_Initialize");
+		goto fail;
+	}
+	/* A TPM whose firmware (or swtpm --flags startup-clear) already started it says so. */
+	rc = Esys_Startup(t->ctx, TPM2_SU_CLEAR);
+	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
+		tss_fail(d, rc, "TPM2_Startup(CLEAR)");
+		goto fail;
+	}
+	*out = t;
+	return 0;
+fail:
+	tpm_close(t);
+	return -EIO;
+}
+
+void tpm_close(struct tpm *t)
+{
+	if (!t)
+		return;
+	if (t->ctx)
+		Esys_Finalize(&t->ctx);
+	if (t->tcti)
+		Tss2_TctiLdr_Finalize(&t->tcti);
+	free(t);
+}
+
+/* Whether a persistent or NV handle exists, asked without touching it (no TSS error spam). */
+static int handle_exists(struct tpm *t, TPM2_HANDLE h, bool *exists, struct diag *d)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	TSS2_RC rc;
+
+	rc = Esys_GetCapability(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+				h, 1, &more, &cap);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "TPM2_GetCapability(handles)");
+	*exists = cap->data.handles.count > 0 && cap->data.handles.handle[0] == h;
+	Esys_Free(cap);
+	return 0;
+}
+
+static uint16_t nv_chunk(struct tpm *t)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	uint16_t chunk = NV_CHUNK;
+
+	if (Esys_GetCapability(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+			       TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, &more,
+			       &cap) == TSS2_RC_SUCCESS &&
+	    cap->data.tpmProperties.count == 1 &&
+	    cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX &&
+	    cap->data.tpmProperties.tpmProperty[0].value > 0 &&
+	    cap->data.tpmProperties.tpmProperty[0].value < chunk)
+		chunk = (uint16_t)cap->data.tpmProperties.tpmProperty[0].value;
+	Esys_Free(cap);
+	return chunk;
+}
+
+/* Some TPMs pad the certificate with zeros up to the index size: trust the DER length. */
+static size_t der_length(const uint8_t *p, size_t len)
+{
+	size_t n = 0, hdr;
+
+	if (len < 2 || p[0] != 0x30)
+		return len;
+	if (p[1] < 0x80)
+		return 2 + (size_t)p[1] <= len ? 2 + (size_t)p[1] : len;
+	hdr = 2 + (p[1] & 0x7f);
+	if ((p[1] & 0x7f) > 3 || hdr > len)
+		return len;
+	for (size_t i = 2; i < hdr; i++)
+		n = n << 8 | p[i];
+	return hdr + n <= len ? hdr + n : len;
+}
+
+static int nv_read_all(struct tpm *t, uint32_t index, uint8_t **der, size_t *len, struct diag *d)
+{
+	TPM2B_NV_PUBLIC *nvpub = NULL;
+	TPM2B_MAX_NV_BUFFER *data = NULL;
+	ESYS_TR nv = ESYS_TR_NONE, auth;
+	uint16_t size, chunk = nv_chunk(t);
+	uint8_t *buf = NULL;
+	TSS2_RC rc;
+	int ret = -EIO;
+
+	rc = Esys_TR_FromTPMPublic(t->ctx, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "loading the EK certificate NV index");
+		goto out;
+	}
+	rc = Esys_NV_ReadPublic(t->ctx, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nvpub, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_NV_ReadPublic");
+		goto out;
+	}
+	size = nvpub->nvPublic.dataSize;
+	if (size == 0 || size > EK_CERT_MAX) {
+		ret = -EBADMSG;
+		diag_set(d, "EK certificate NV index is %u bytes (expected 1..%u)", size,
+			 EK_CERT_MAX);
+		goto out;
+	}
+	/* Indices are readable with their own (empty) auth, or failing that the owner's. */
+	auth = (nvpub->nvPublic.attributes & TPMA_NV_AUTHREAD) ? nv : ESYS_TR_RH_OWNER;
+	buf = malloc(size);
+	if (!buf) {
+		ret = -ENOMEM;
+		diag_set(d, "out of memory");
+		goto out;
+	}
+	for (uint16_t off = 0; off < size;) {
+		uint16_t n = (uint16_t)(size - off) < chunk ? (uint16_t)(size - off) : chunk;
+
+		Esys_Free(data);
+		data = NULL;
+		rc = Esys_NV_Read(t->ctx, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n,
+				  off, &data);
+		if (rc != TSS2_RC_SUCCESS) {
+			tss_fail(d, rc, "TPM2_NV_Read");
+			goto out;
+		}
+		if (data->size == 0 || data->size > n) {
+			diag_set(d, "TPM2_NV_Read returned %u bytes for %u", data->size, n);
+			goto out;
+		}
+		memcpy(buf + off, data->buffer, data->size);
+		off += data->size;
+	}
+	*len = der_length(buf, size);
+	*der = buf;
+	buf = NULL;
+	ret = 0;
+out:
+	free(buf);
+	Esys_Free(data);
+	Esys_Free(nvpub);
+	if (nv != ESYS_TR_NONE)
+		Esys_TR_Close(t->ctx, &nv);
+	return ret;
+}
+
+int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, struct diag *d)
+{
+	static const struct {
+		uint32_t index;
+		uint16_t alg;
+	} slots[] = { { TPM_NV_EK_CERT_RSA, TPM2_ALG_RSA }, { TPM_NV_EK_CERT_ECC, TPM2_ALG_ECC } };
+
+	for (size_t i = 0; i < ARRAY_SIZE(slots); i++) {
+		bool exists;
+		int ret = handle_exists(t, slots[i].index, &exists, d);
+
+		if (ret < 0)
+			return ret;
+		if (!exists)
+			continue;
+		ret = nv_read_all(t, slots[i].index, der, len, d);
+		if (ret < 0) {
+			diag_prefix(d, "EK certificate at NV 0x%08x", slots[i].index);
+			return ret;
+		}
+		*alg = slots[i].alg;
+		return 0;
+	}
+	diag_set(d, "no EK certificate in NV 0x%08x (RSA) or 0x%08x (ECC P-256); this TPM "
+		    "cannot prove it is genuine",
+		 TPM_NV_EK_CERT_RSA, TPM_NV_EK_CERT_ECC);
+	return -ENOENT;
+}
+
+static const char *alg_name(uint16_t alg)
+{
+	return alg == TPM2_ALG_RSA ? "RSA" : alg == TPM2_ALG_ECC ? "ECC" : "unknown";
+}
+
+/* Recreate the EK (a primary key: same seed and template give the same key) as a transient
+ * object; the caller flushes *ek. */
+static int ek_load(struct tpm *t, uint16_t alg, ESYS_TR *ek, TPM2B_PUBLIC **pub, struct diag *d)
+{
+	const TPM2B_SENSITIVE_CREATE sens = { 0 };
+	const TPML_PCR_SELECTION no_pcrs = { 0 };
+	const TPM2B_DATA no_info = { 0 };
+	TPM2B_PUBLIC tmpl;
+	TSS2_RC rc;
+
+	if (tpmobj_ek_template(alg, &tmpl) < 0)
+		return diag_set(d, "EK algorithm 0x%04x is neither RSA nor ECC", alg), -EINVAL;
+	rc = Esys_CreatePrimary(t->ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+				ESYS_TR_NONE, &sens, &tmpl, &no_info, &no_pcrs, ek, pub, NULL, NULL,
+				NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_CreatePrimary");
+		return diag_prefix(d, "recreating the %s EK", alg_name(alg)), -EIO;
+	}
+	return 0;
+}
+
+int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d)
+{
+	TPM2B_PUBLIC *out = NULL;
+	ESYS_TR ek;
+	int ret;
+
+	ret = ek_load(t, alg, &ek, &out, d);
+	if (ret < 0)
+		return ret;
+	*pub = *out;
+	Esys_Free(out);
+	Esys_FlushContext(t->ctx, ek);
+	return 0;
+}
+
+/* A policy session satisfying the EK's policy A, PolicySecret(TPM_RH_ENDORSEMENT). The EK
+ * demands it on every use, so each command gets a fresh one; the caller flushes it. */
+static int ek_session(struct tpm *t, ESYS_TR *sess, struct diag *d)
+{
+	const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+	TSS2_RC rc;
+
+	rc = Esys_StartAuthSession(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, sess);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "TPM2_StartAuthSession(policy) for the EK");
+	rc = Esys_PolicySecret(t->ctx, ESYS_TR_RH_ENDORSEMENT, *sess, ESYS_TR_PASSWORD,
+			       ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		Esys_FlushContext(t->ctx, *sess);
+		*sess = ESYS_TR_NONE;
+		return tss_fail(d, rc, "TPM2_PolicySecret(endorsement) for the EK");
+	}
+	return 0;
+}
+
+static void flush(struct tpm *t, ESYS_TR *h)
+{
+	if (*h != ESYS_TR_NONE)
+		Esys_FlushContext(t->ctx, *h);
+	*h = ESYS_TR_NONE;
+}
+
+/* The AK template: restricted ECDSA-SHA256 P-256 signing key, usable with an empty password. */
+static void ak_template(TPM2B_PUBLIC *tmpl)
+{
+	TPMT_PUBLIC *p = &tmpl->publicArea;
+
+	memset(tmpl, 0, sizeof(*tmpl));
+	p->type = TPM2_ALG_ECC;
+	p->nameAlg = TPM2_ALG_SHA256;
+	p->objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_USERWITHAUTH |
+			      TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
+			      TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+	p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	p->parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+	p->parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	p->parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+}
+
+/* Create the AK under the EK and make it persistent at TPM_AK_HANDLE; *pub gets its public. */
+static int ak_create(struct tpm *t, uint16_t ek_alg, TPM2B_PUBLIC *pub, struct diag *d)
+{
+	const TPM2B_SENSITIVE_CREATE sens = { 0 };
+	const TPML_PCR_SELECTION no_pcrs = { 0 };
+	const TPM2B_DATA no_info = { 0 };
+	ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE, ak = ESYS_TR_NONE, persisted;
+	TPM2B_PRIVATE *priv = NULL;
+	TPM2B_PUBLIC *out = NULL, tmpl;
+	TSS2_RC rc;
+	int ret;
+
+	ak_template(&tmpl);
+	ret = ek_load(t, ek_alg, &ek, NULL, d);
+	if (ret < 0)
+		return ret;
+	ret = ek_session(t, &sess, d);
+	if (ret < 0)
+		goto out;
+	ret = -EIO;
+	rc = Esys_Create(t->ctx, ek, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &no_info,
+			 &no_pcrs, &priv, &out, NULL, NULL, NULL);
+	flush(t, &sess);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_Create(AK under the EK)");
+		goto out;
+	}
+	ret = ek_session(t, &sess, d);
+	if (ret < 0)
+		goto out;
+	ret = -EIO;
+	rc = Esys_Load(t->ctx, ek, sess, ESYS_TR_NONE, ESYS_TR_NONE, priv, out, &ak);
+	flush(t, &sess);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_Load(AK)");
+		goto out;
+	}
+	rc = Esys_EvictControl(t->ctx, ESYS_TR_RH_OWNER, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+			       ESYS_TR_NONE, TPM_AK_HANDLE, &persisted);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_EvictControl(AK -> persistent handle)");
+		diag_prefix(d, "persisting the AK at 0x%08x", TPM_AK_HANDLE);
+		goto out;
+	}
+	Esys_TR_Close(t->ctx, &persisted);
+	*pub = *out;
+	ret = 0;
+out:
+	Esys_Free(priv);
+	Esys_Free(out);
+	flush(t, &ak);
+	flush(t, &ek);
+	return ret;
+}
+
+static int marshal_public(const TPM2B_PUBLIC *pub, uint8_t *buf, size_t cap, size_t *len)
+{
+	*len = 0;
+	return Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, cap, len) == TSS2_RC_SUCCESS ? 0 : -EINVAL;
+}
+
+/* The public area of the key at a persistent handle, as the TPM reports it. */
+static int read_persistent(struct tpm *t, uint32_t handle, TPM2B_PUBLIC *pub, struct diag *d)
+{
+	TPM2B_PUBLIC *out = NULL;
+	ESYS_TR h;
+	TSS2_RC rc;
+
+	rc = Esys_TR_FromTPMPublic(t->ctx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "loading the persistent AK handle");
+	rc = Esys_ReadPublic(t->ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out, NULL,
+			     NULL);
+	Esys_TR_Close(t->ctx, &h);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "TPM2_ReadPublic(AK)");
+	*pub = *out;
+	Esys_Free(out);
+	return 0;
+}
+
+struct ak_record {
+	bool present;
+	uint8_t pub[sizeof(TPM2B_PUBLIC)];
+	size_t pub_len;
+	uint32_t handle;
+	uint16_t ek_alg;
+};
+
+static void state_path(char *buf, size_t len, const char *dir, const char *file)
+{
+	snprintf(buf, len, "%s/%s", dir, file);
+}
+
+/* Read a small text file's first line as an unsigned number (base 0). */
+static int read_number(const char *path, unsigned long *v)
+{
+	uint8_t *buf = NULL;
+	char *end;
+	size_t len;
+	int ret = read_file(path, 64, &buf, &len);
+
+	if (ret < 0)
+		return ret;
+	errno = 0;
+	*v = strtoul((char *)buf, &end, 0);
+	ret = (errno || end == (char *)buf || (*end && *end != '\n')) ? -EBADMSG : 0;
+	free(buf);
+	return ret;
+}
+
+static int ek_alg_parse(const char *path, uint16_t *alg)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	int ret = read_file(path, 64, &buf, &len);
+
+	if (ret < 0)
+		return ret;
+	if (!strcmp((char *)buf, "rsa\n"))
+		*alg = TPM2_ALG_RSA;
+	else if (!strcmp((char *)buf, "ecc\n"))
+		*alg = TPM2_ALG_ECC;
+	else
+		ret = -EBADMSG;
+	free(buf);
+	return ret;
+}
+
+/* Load state_dir's record of the AK: ak.pub (marshalled TPM2B_PUBLIC), ak.handle, ek.alg.
+ * No ak.pub means no AK was enrolled from this directory yet. */
+static int record_load(const char *dir, struct ak_record *r, struct diag *d)
+{
+	char path[4096];
+	unsigned long handle;
+	uint8_t *buf = NULL;
+	size_t len;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	state_path(path, sizeof(path), dir, "ak.pub");
+	ret = read_file(path, sizeof(r->pub), &buf, &len);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return diag_set(d, "reading %s: %s", path, strerror(-ret)), ret;
+	memcpy(r->pub, buf, len);
+	r->pub_len = len;
+	free(buf);
+	state_path(path, sizeof(path), dir, "ak.handle");
+	ret = read_number(path, &handle);
+	if (ret == 0 && handle != TPM_AK_HANDLE)
+		ret = -EBADMSG;
+	if (ret < 0)
+		return diag_set(d, "%s: %s (expected 0x%08x)", path, strerror(-ret), TPM_AK_HANDLE),
+		       ret;
+	r->handle = (uint32_t)handle;
+	state_path(path, sizeof(path), dir, "ek.alg");
+	ret = ek_alg_parse(path, &r->ek_alg);
+	if (ret < 0)
+		return diag_set(d, "%s: %s (expected \"rsa\" or \"ecc\")", path, strerror(-ret)),
+		       ret;
+	r->present = true;
+	return 0;
+}
+
+/* Record the AK after it is persisted: the record describes what the TPM holds. */
+static int record_save(const char *dir, const TPM2B_PUBLIC *pub, uint16_t ek_alg,
+		       struct diag *d)
+{
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	char path[4096], text[32];
+	size_t len;
+	int ret;
+
+	ret = marshal_public(pub, buf, sizeof(buf), &len);
+	if (ret < 0)
+		return diag_set(d, "marshalling the AK public area failed"), ret;
+	state_path(path, sizeof(path), dir, "ak.pub");
+	ret = write_file_atomic(path, buf, len, 0644);
+	if (ret == 0) {
+		state_path(path, sizeof(path), dir, "ak.handle");
+		snprintf(text, sizeof(text), "0x%08x\n", TPM_AK_HANDLE);
+		ret = write_file_atomic(path, text, strlen(text), 0644);
+	}
+	if (ret == 0) {
+		state_path(path, sizeof(path), dir, "ek.alg");
+		snprintf(text, sizeof(text), "%s\n", ek_alg == TPM2_ALG_RSA ? "rsa" : "ecc");
+		ret = write_file_atomic(path, text, strlen(text), 0644);
+	}
+	if (ret < 0)
+		return diag_set(d, "writing %s: %s", path, strerror(-ret)), ret;
+	return 0;
+}
+
+static int state_dir_create(const char *dir, struct diag *d)
+{
+	struct stat st;
+	int e;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		e = errno;
+		return diag_set(d, "creating state directory %s: %s", dir, strerror(e)), -e;
+	}
+	if (stat(dir, &st) < 0) {
+		e = errno;
+		return diag_set(d, "state directory %s: %s", dir, strerror(e)), -e;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return diag_set(d, "state directory %s is not a directory", dir), -ENOTDIR;
+	return 0;
+}
+
+/* A recorded AK must be exactly the key at its handle, bit for bit. */
+static int ak_verify_recorded(struct tpm *t, const char *dir, const struct ak_record *r,
+			      TPM2B_PUBLIC *pub, struct diag *d)
+{
+	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	size_t len, off = 0;
+	int ret;
+
+	ret = read_persistent(t, r->handle, pub, d);
+	if (ret < 0)
+		return ret;
+	ret = marshal_public(pub, buf, sizeof(buf), &len);
+	if (ret < 0)
+		return diag_set(d, "marshalling the AK public area failed"), ret;
+	if (len != r->pub_len || memcmp(buf, r->pub, len) != 0)
+		return diag_set(d, "the key at 0x%08x is not the AK recorded in %s/ak.pub; refusing "
+				   "to use or replace it (if the recorded AK is gone for good, "
+				   "re-enroll the node with a fresh state directory)",
+				r->handle, dir),
+		       -EEXIST;
+	/* Parse the recording too, so a corrupt ak.pub cannot pass by matching garbage. */
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(r->pub, r->pub_len, &off, pub) != TSS2_RC_SUCCESS ||
+	    off != r->pub_len)
+		return diag_set(d, "%s/ak.pub is not a TPM2B_PUBLIC", dir), -EBADMSG;
+	return 0;
+}
+
+int tpm_ak_ensure(struct tpm *t, const char *state_dir, uint16_t ek_alg, struct tpm_ak *ak,
+		  struct diag *d)
+{
+	struct ak_record rec;
+	bool occupied;
+	int ret;
+
+	if (ek_alg != TPM2_ALG_RSA && ek_alg != TPM2_ALG_ECC)
+		return diag_set(d, "EK algorithm 0x%04x is neither RSA nor ECC", ek_alg), -EINVAL;
+	ret = state_dir_create(state_dir, d);
+	if (ret < 0)
+		return ret;
+	ret = record_load(state_dir, &rec, d);
+	if (ret < 0)
+		return ret;
+	ret = handle_exists(t, TPM_AK_HANDLE, &occupied, d);
+	if (ret < 0)
+		return ret;
+	memset(ak, 0, sizeof(*ak));
+	ak->handle = TPM_AK_HANDLE;
+	ak->ek_alg = ek_alg;
+	if (rec.present) {
+		if (rec.ek_alg != ek_alg)
+			return diag_set(d, "the AK recorded in %s was made under the %s EK, not the "
+					   "%s EK asked for",
+					state_dir, alg_name(rec.ek_alg), alg_name(ek_alg)),
+			       -EINVAL;
+		if (!occupied)
+			return diag_set(d, "the AK recorded in %s is no longer in the TPM at 0x%08x "
+					   "(TPM cleared or key evicted); re-enroll the node with "
+					   "a fresh state directory",
+					state_dir, rec.handle),
+			       -ENOENT;
+		return ak_verify_recorded(t, state_dir, &rec, &ak->pub, d);
+	}
+	if (occupied)
+		return diag_set(d, "persistent handle 0x%08x already holds a key not recorded in %s; "
+				   "refusing to evict someone else's key (free the handle with "
+				   "tpm2_evictcontrol if it is stale)",
+				TPM_AK_HANDLE, state_dir),
+		       -EEXIST;
+	ret = ak_create(t, ek_alg, &ak->pub, d);
+	if (ret < 0)
+		return ret;
+	return record_save(state_dir, &ak->pub, ek_alg, d);
+}
+
+/* The AK's ESYS handle, after checking the TPM holds the key described by ak. */
+static int ak_open(struct tpm *t, const struct tpm_ak *ak, ESYS_TR *h, struct diag *d)
+{
+	uint8_t want[TPMOBJ_NAME_MAX];
+	TPM2B_NAME *name = NULL;
+	size_t want_len;
+	TSS2_RC rc;
+	int ret = -EIO;
+
+	if (tpmobj_name(&ak->pub.publicArea, want, &want_len) < 0)
+		return diag_set(d, "AK public area has no computable name"), -EINVAL;
+	rc = Esys_TR_FromTPMPublic(t->ctx, ak->handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   h);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "loading the AK persistent handle");
+	rc = Esys_TR_GetName(t->ctx, *h, &name);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "reading the AK name");
+		goto fail;
+	}
+	if (name->size != want_len || memcmp(name->name, want, want_len) != 0) {
+		ret = -EEXIST;
+		diag_set(d, "the key at 0x%08x is not the expected AK", ak->handle);
+		goto fail;
+	}
+	Esys_Free(name);
+	return 0;
+fail:
+	Esys_Free(name);
+	Esys_TR_Close(t->ctx, h);
+	return ret;
+}
+
+int tpm_activate(struct tpm *t, const struct tpm_ak *ak, const TPM2B_ID_OBJECT *blob,
+		 const TPM2B_ENCRYPTED_SECRET *enc, struct secret **credential, struct diag *d)
+{
+	ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE, akh = ESYS_TR_NONE;
+	TPM2B_DIGEST *info = NULL;
+	struct secret *s;
+	TSS2_RC rc;
+	int ret;
+
+	ret = ak_open(t, ak, &akh, d);
+	if (ret < 0)
+		return ret;
+	ret = ek_load(t, ak->ek_alg, &ek, NULL, d);
+	if (ret < 0)
+		goto out;
+	ret = ek_session(t, &sess, d);
+	if (ret < 0)
+		goto out;
+	ret = -EIO;
+	rc = Esys_ActivateCredential(t->ctx, akh, ek, ESYS_TR_PASSWORD, sess, ESYS_TR_NONE, blob,
+				     enc, &info);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_ActivateCredential");
+		diag_prefix(d, "the TPM refused the credential (not made for this TPM's EK and "
+			       "this AK, or altered)");
+		goto out;
+	}
+	s = secret_new(info->size);
+	if (!s) {
+		ret = -ENOMEM;
+		diag_set(d, "allocating locked memory for the credential: %s", strerror(errno));
+		goto out;
+	}
+	memcpy(s->data, info->buffer, info->size);
+	*credential = s;
+	ret = 0;
+out:
+	if (info) {
+		explicit_bzero(info, sizeof(*info));
+		Esys_Free(info);
+	}
+	flush(t, &sess);
+	flush(t, &ek);
+	Esys_TR_Close(t->ctx, &akh);
+	return ret;
+}
+
+static void pcr_selection(uint32_t mask, TPML_PCR_SELECTION *sel)
+{
+	memset(sel, 0, sizeof(*sel));
+	sel->count = 1;
+	sel->pcrSelections[0].hash = TPM2_ALG_SHA256;
+	sel->pcrSelections[0].sizeofSelect = PCR_SELECT_BYTES;
+	for (uint32_t n = 0; n < PCR_MAX; n++)
+		if (mask & (1u << n))
+			sel->pcrSelections[0].pcrSelect[n / 8] |= (uint8_t)(1u << (n % 8));
+}
+
+static int check_mask(uint32_t mask, struct diag *d)
+{
+	if (mask == 0 || mask >> PCR_MAX)
+		return diag_set(d, "PCR mask 0x%x: select PCRs among 0-23", mask), -EINVAL;
+	return 0;
+}
+
+/* Copy one PCR_Read answer into pcrs, clearing what it returned from *left. */
+static int pcr_take(const TPML_PCR_SELECTION *out, const TPML_DIGEST *vals, uint32_t *left,
+		    uint8_t pcrs[24][32], struct diag *d)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < out->count; i++) {
+		const TPMS_PCR_SELECTION *s = &out->pcrSelections[i];
+
+		if (s->hash != TPM2_ALG_SHA256)
+			continue;
+		for (uint32_t n = 0; n < PCR_MAX && n / 8 < s->sizeofSelect; n++) {
+			if (!(s->pcrSelect[n / 8] & (1u << (n % 8))))
+				continue;
+			if (k >= vals->count || vals->digests[k].size != 32 || !(*left & (1u << n)))
+				return diag_set(d, "TPM2_PCR_Read answer is inconsistent at PCR %u",
+						n),
+				       -EBADMSG;
+			memcpy(pcrs[n], vals->digests[k++].buffer, 32);
+			*left &= ~(1u << n);
+		}
+	}
+	if (k == 0)
+		return diag_set(d, "TPM2_PCR_Read returned no SHA-256 PCR: is the SHA-256 bank "
+				   "allocated?"),
+		       -ENOENT;
+	return 0;
+}
+
+/* One consistent read: restarts if the update counter moves between the partial reads. */
+static int pcr_read_once(struct tpm *t, uint32_t mask, uint8_t pcrs[24][32], uint32_t *counter,
+			 bool *torn, struct diag *d)
+{
+	uint32_t left = mask, c;
+	int ret = 0;
+
+	*torn = false;
+	while (left && ret == 0) {
+		TPML_PCR_SELECTION sel, *out = NULL;
+		TPML_DIGEST *vals = NULL;
+		TSS2_RC rc;
+
+		pcr_selection(left, &sel);
+		rc = Esys_PCR_Read(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &c, &out,
+				   &vals);
+		if (rc != TSS2_RC_SUCCESS)
+			return tss_fail(d, rc, "TPM2_PCR_Read");
+		if (left != mask && c != *counter)
+			*torn = true;
+		*counter = c;
+		ret = pcr_take(out, vals, &left, pcrs, d);
+		Esys_Free(out);
+		Esys_Free(vals);
+	}
+	return ret;
+}
+
+int tpm_pcr_read(struct tpm *t, uint32_t mask, uint8_t pcrs[24][32], uint32_t *update_counter,
+		 struct diag *d)
+{
+	uint32_t counter = 0;
+	bool torn = true;
+	int ret = check_mask(mask, d);
+
+	for (int i = 0; ret == 0 && torn && i < QUOTE_TRIES; i++)
+		ret = pcr_read_once(t, mask, pcrs, &counter, &torn, d);
+	if (ret == 0 && torn)
+		return diag_set(d, "PCRs kept changing while being read (%d tries)", QUOTE_TRIES),
+		       -EAGAIN;
+	if (ret == 0 && update_counter)
+		*update_counter = counter;
+	return ret;
+}
+
+int tpm_pcr_extend(struct tpm *t, uint32_t pcr, const uint8_t digest[32], struct diag *d)
+{
+	TPML_DIGEST_VALUES vals = { .count = 1 };
+	TSS2_RC rc;
+
+	if (pcr >= PCR_MAX)
+		return diag_set(d, "PCR %u does not exist (0-23)", pcr), -EINVAL;
+	vals.digests[0].hashAlg = TPM2_ALG_SHA256;
+	memcpy(vals.digests[0].digest.sha256, digest, 32);
+	rc = Esys_PCR_Extend(t->ctx, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+			     ESYS_TR_NONE, &vals);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_PCR_Extend");
+		return diag_prefix(d, "extending PCR %u", pcr), -EIO;
+	}
+	return 0;
+}
+
+/* One TPM2_Quote; *attest and *sig get the TPM's bytes (attest never re-marshalled). */
+static int quote_once(struct tpm *t, ESYS_TR akh, const TPM2B_DATA *qd, uint32_t mask,
+		      uint8_t **attest, size_t *attest_len, uint8_t **sig, size_t *sig_len,
+		      struct diag *d)
+{
+	const TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_NULL }; /* the AK's own scheme */
+	TPM2B_ATTEST *quoted = NULL;
+	TPMT_SIGNATURE *signature = NULL;
+	TPML_PCR_SELECTION sel;
+	uint8_t *a = NULL, *s = NULL;
+	size_t slen = 0;
+	TSS2_RC rc;
+	int ret = -EIO;
+
+	pcr_selection(mask, &sel);
+	rc = Esys_Quote(t->ctx, akh, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, qd, &scheme,
+			&sel, &quoted, &signature);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "TPM2_Quote");
+		goto out;
+	}
+	a = malloc(quoted->size ? quoted->size : 1);
+	s = malloc(sizeof(TPMT_SIGNATURE));
+	if (!a || !s) {
+		ret = -ENOMEM;
+		diag_set(d, "out of memory");
+		goto out;
+	}
+	memcpy(a, quoted->attestationData, quoted->size);
+	rc = Tss2_MU_TPMT_SIGNATURE_Marshal(signature, s, sizeof(TPMT_SIGNATURE), &slen);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "marshalling the quote signature");
+		goto out;
+	}
+	*attest_len = quoted->size;
+	*sig_len = slen;
+	*attest = a;
+	*sig = s;
+	a = s = NULL;
+	ret = 0;
+out:
+	free(a);
+	free(s);
+	Esys_Free(quoted);
+	Esys_Free(signature);
+	return ret;
+}
+
+static bool pcrs_equal(uint32_t mask, uint8_t a[24][32], uint8_t b[24][32])
+{
+	for (uint32_t n = 0; n < PCR_MAX; n++)
+		if ((mask & (1u << n)) && memcmp(a[n], b[n], 32) != 0)
+			return false;
+	return true;
+}
+
+int tpm_quote(struct tpm *t, const struct tpm_ak *ak, const uint8_t *qdata, size_t qlen,
+	      uint32_t mask, uint8_t **attest, size_t *attest_len, uint8_t **sig, size_t *sig_len,
+	      uint8_t pcrs[24][32], struct diag *d)
+{
+	uint8_t after[24][32];
+	uint32_t c1, c2;
+	TPM2B_DATA qd = { 0 };
+	ESYS_TR akh;
+	int ret;
+
+	if (qlen > sizeof(qd.buffer))
+		return diag_set(d, "qualifying data is %zu bytes; a TPM quote takes at most %zu",
+				qlen, sizeof(qd.buffer)),
+		       -EINVAL;
+	ret = check_mask(mask, d);
+	if (ret < 0)
+		return ret;
+	qd.size = (UINT16)qlen;
+	if (qlen)
+		memcpy(qd.buffer, qdata, qlen);
+	ret = ak_open(t, ak, &akh, d);
+	if (ret < 0)
+		return ret;
+	/* Read, quote, read again: unchanged PCRs around the quote are the PCRs it signed. */
+	for (int i = 0; i < QUOTE_TRIES; i++) {
+		ret = tpm_pcr_read(t, mask, pcrs, &c1, d);
+		if (ret < 0)
+			break;
+		ret = quote_once(t, akh, &qd, mask, attest, attest_len, sig, sig_len, d);
+		if (ret < 0)
+			break;
+		ret = tpm_pcr_read(t, mask, after, &c2, d);
+		if (ret == 0 && c1 == c2 && pcrs_equal(mask, pcrs, after))
+			break;
+		free(*attest);
+		free(*sig);
+		*attest = *sig = NULL;
+		if (ret < 0)
+			break;
+		ret = -EAGAIN;
+		diag_set(d, "PCRs kept changing during the quote (%d tries)", QUOTE_TRIES);
+	}
+	Esys_TR_Close(t->ctx, &akh);
+	return ret;
+}
