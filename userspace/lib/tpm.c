@@ -17,11 +17,11 @@
 #include "conclave/tpmobj.h"
 #include "conclave/util.h"
 
-#define PCR_MAX 24
+#define PCR_MAX		 24
 #define PCR_SELECT_BYTES 3
-#define NV_CHUNK 512 /* below every TPM's NV buffer; still capped by TPM2_PT_NV_BUFFER_MAX */
-#define EK_CERT_MAX 4096
-#define QUOTE_TRIES 5
+#define NV_CHUNK	 512 /* below every TPM's NV buffer; still capped by TPM2_PT_NV_BUFFER_MAX */
+#define EK_CERT_MAX	 4096
+#define QUOTE_TRIES	 5
 
 struct tpm {
 	TSS2_TCTI_CONTEXT *tcti;
@@ -218,8 +218,9 @@ int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, s
 		*alg = slots[i].alg;
 		return 0;
 	}
-	diag_set(d, "no EK certificate in NV 0x%08x (RSA) or 0x%08x (ECC P-256); this TPM "
-		    "cannot prove it is genuine",
+	diag_set(d,
+		 "no EK certificate in NV 0x%08x (RSA) or 0x%08x (ECC P-256); this TPM "
+		 "cannot prove it is genuine",
 		 TPM_NV_EK_CERT_RSA, TPM_NV_EK_CERT_ECC);
 	return -ENOENT;
 }
@@ -383,8 +384,7 @@ static int read_persistent(struct tpm *t, uint32_t handle, TPM2B_PUBLIC *pub, st
 	rc = Esys_TR_FromTPMPublic(t->ctx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(d, rc, "loading the persistent AK handle");
-	rc = Esys_ReadPublic(t->ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out, NULL,
-			     NULL);
+	rc = Esys_ReadPublic(t->ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out, NULL, NULL);
 	Esys_TR_Close(t->ctx, &h);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(d, rc, "TPM2_ReadPublic(AK)");
@@ -479,8 +479,7 @@ static int record_load(const char *dir, struct ak_record *r, struct diag *d)
 }
 
 /* Record the AK after it is persisted: the record describes what the TPM holds. */
-static int record_save(const char *dir, const TPM2B_PUBLIC *pub, uint16_t ek_alg,
-		       struct diag *d)
+static int record_save(const char *dir, const TPM2B_PUBLIC *pub, uint16_t ek_alg, struct diag *d)
 {
 	uint8_t buf[sizeof(TPM2B_PUBLIC)];
 	char path[4096], text[32];
@@ -530,6 +529,7 @@ static int ak_verify_recorded(struct tpm *t, const char *dir, const struct ak_re
 			      TPM2B_PUBLIC *pub, struct diag *d)
 {
 	uint8_t buf[sizeof(TPM2B_PUBLIC)];
+	TPM2B_PUBLIC parsed;
 	size_t len, off = 0;
 	int ret;
 
@@ -540,13 +540,15 @@ static int ak_verify_recorded(struct tpm *t, const char *dir, const struct ak_re
 	if (ret < 0)
 		return diag_set(d, "marshalling the AK public area failed"), ret;
 	if (len != r->pub_len || memcmp(buf, r->pub, len) != 0)
-		return diag_set(d, "the key at 0x%08x is not the AK recorded in %s/ak.pub; refusing "
-				   "to use or replace it (if the recorded AK is gone for good, "
-				   "re-enroll the node with a fresh state directory)",
+		return diag_set(d,
+				"the key at 0x%08x is not the AK recorded in %s/ak.pub; refusing "
+				"to use or replace it (if the recorded AK is gone for good, "
+				"re-enroll the node with a fresh state directory)",
 				r->handle, dir),
 		       -EEXIST;
 	/* Parse the recording too, so a corrupt ak.pub cannot pass by matching garbage. */
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(r->pub, r->pub_len, &off, pub) != TSS2_RC_SUCCESS ||
+	memset(&parsed, 0, sizeof(parsed)); /* the unmarshaller insists on a zero size */
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(r->pub, r->pub_len, &off, &parsed) != TSS2_RC_SUCCESS ||
 	    off != r->pub_len)
 		return diag_set(d, "%s/ak.pub is not a TPM2B_PUBLIC", dir), -EBADMSG;
 	return 0;
@@ -575,22 +577,25 @@ int tpm_ak_ensure(struct tpm *t, const char *state_dir, uint16_t ek_alg, struct 
 	ak->ek_alg = ek_alg;
 	if (rec.present) {
 		if (rec.ek_alg != ek_alg)
-			return diag_set(d, "the AK recorded in %s was made under the %s EK, not the "
-					   "%s EK asked for",
+			return diag_set(d,
+					"the AK recorded in %s was made under the %s EK, not the "
+					"%s EK asked for",
 					state_dir, alg_name(rec.ek_alg), alg_name(ek_alg)),
 			       -EINVAL;
 		if (!occupied)
-			return diag_set(d, "the AK recorded in %s is no longer in the TPM at 0x%08x "
-					   "(TPM cleared or key evicted); re-enroll the node with "
-					   "a fresh state directory",
+			return diag_set(d,
+					"the AK recorded in %s is no longer in the TPM at 0x%08x "
+					"(TPM cleared or key evicted); re-enroll the node with "
+					"a fresh state directory",
 					state_dir, rec.handle),
 			       -ENOENT;
 		return ak_verify_recorded(t, state_dir, &rec, &ak->pub, d);
 	}
 	if (occupied)
-		return diag_set(d, "persistent handle 0x%08x already holds a key not recorded in %s; "
-				   "refusing to evict someone else's key (free the handle with "
-				   "tpm2_evictcontrol if it is stale)",
+		return diag_set(d,
+				"persistent handle 0x%08x already holds a key not recorded in %s; "
+				"refusing to evict someone else's key (free the handle with "
+				"tpm2_evictcontrol if it is stale)",
 				TPM_AK_HANDLE, state_dir),
 		       -EEXIST;
 	ret = ak_create(t, ek_alg, &ak->pub, d);
@@ -610,8 +615,7 @@ static int ak_open(struct tpm *t, const struct tpm_ak *ak, ESYS_TR *h, struct di
 
 	if (tpmobj_name(&ak->pub.publicArea, want, &want_len) < 0)
 		return diag_set(d, "AK public area has no computable name"), -EINVAL;
-	rc = Esys_TR_FromTPMPublic(t->ctx, ak->handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   h);
+	rc = Esys_TR_FromTPMPublic(t->ctx, ak->handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, h);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(d, rc, "loading the AK persistent handle");
 	rc = Esys_TR_GetName(t->ctx, *h, &name);

@@ -15,10 +15,10 @@
 
 #include "conclave/tpmobj.h"
 
-#define SHA256_LEN 32
-#define P256_LEN 32
+#define SHA256_LEN  32
+#define P256_LEN    32
 #define RSA2048_LEN 256
-#define AES128_LEN 16
+#define AES128_LEN  16
 
 /* TCG EK Credential Profile policy A: PolicySecret(TPM_RH_ENDORSEMENT). */
 static const uint8_t ek_policy_a[SHA256_LEN] = {
@@ -83,7 +83,8 @@ static int check_ak_ecc(const TPMS_ECC_PARMS *p, const TPMS_ECC_POINT *q, struct
 {
 	if (p->curveID != TPM2_ECC_NIST_P256)
 		return diag_set(d, "AK curve 0x%04x is not NIST P-256", p->curveID), -EINVAL;
-	if (p->scheme.scheme != TPM2_ALG_ECDSA || p->scheme.details.ecdsa.hashAlg != TPM2_ALG_SHA256)
+	if (p->scheme.scheme != TPM2_ALG_ECDSA ||
+	    p->scheme.details.ecdsa.hashAlg != TPM2_ALG_SHA256)
 		return diag_set(d, "AK scheme is not ECDSA with SHA-256 (scheme 0x%04x)",
 				p->scheme.scheme),
 		       -EINVAL;
@@ -107,8 +108,7 @@ static int check_ak_rsa(const TPMS_RSA_PARMS *p, const TPM2B_PUBLIC_KEY_RSA *n, 
 				p->scheme.scheme),
 		       -EINVAL;
 	if (p->symmetric.algorithm != TPM2_ALG_NULL)
-		return diag_set(d, "AK has a symmetric algorithm: not a pure signing key"),
-		       -EINVAL;
+		return diag_set(d, "AK has a symmetric algorithm: not a pure signing key"), -EINVAL;
 	return 0;
 }
 
@@ -120,8 +120,9 @@ int tpmobj_check_ak(const TPMT_PUBLIC *pub, struct diag *d)
 		if (!(pub->objectAttributes & ak_required[i].bit))
 			return diag_set(d, "%s", ak_required[i].msg), -EINVAL;
 	if (pub->objectAttributes & TPMA_OBJECT_DECRYPT)
-		return diag_set(d, "AK can decrypt (attribute decrypt is set): a restricted signing "
-				   "key must not"),
+		return diag_set(d,
+				"AK can decrypt (attribute decrypt is set): a restricted signing "
+				"key must not"),
 		       -EINVAL;
 	switch (pub->type) {
 	case TPM2_ALG_ECC:
@@ -186,7 +187,8 @@ static int pubkey_ecc(const TPMT_PUBLIC *pub, EVP_PKEY **out, struct diag *d)
 		diag_set(d, "ECC public point is not a valid P-256 key");
 		goto out;
 	}
-	/* fromdata does not promise a full check: an off-curve point enables invalid-curve attacks. */
+	/* fromdata does not promise a full check: an off-curve point enables invalid-curve attacks.
+	 */
 	check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (!check || EVP_PKEY_public_check(check) != 1) {
 		ret = -EINVAL;
@@ -419,8 +421,7 @@ static int kdfe_sha256(const uint8_t *z, size_t zlen, const char *label, const u
 	int ok;
 
 	ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-	     EVP_DigestUpdate(ctx, ctr, sizeof(ctr)) == 1 &&
-	     EVP_DigestUpdate(ctx, z, zlen) == 1 &&
+	     EVP_DigestUpdate(ctx, ctr, sizeof(ctr)) == 1 && EVP_DigestUpdate(ctx, z, zlen) == 1 &&
 	     EVP_DigestUpdate(ctx, label, strlen(label) + 1) == 1 &&
 	     EVP_DigestUpdate(ctx, u, ulen) == 1 && EVP_DigestUpdate(ctx, v, vlen) == 1 &&
 	     EVP_DigestFinal_ex(ctx, out, NULL) == 1;
@@ -600,7 +601,8 @@ int tpmobj_make_credential(const TPM2B_PUBLIC *ek, const uint8_t *name, size_t n
 	int ret;
 
 	if (cred_len == 0 || cred_len > 64)
-		return diag_set(d, "credential is %zu bytes; MakeCredential takes 1 to 64", cred_len),
+		return diag_set(d, "credential is %zu bytes; MakeCredential takes 1 to 64",
+				cred_len),
 		       -EINVAL;
 	if (name_len < 2 + SHA256_LEN || name_len > TPMOBJ_NAME_MAX)
 		return diag_set(d, "object name is %zu bytes; not a TPM object name", name_len),
