@@ -1171,7 +1171,7 @@ int policy_load_private(const char *path, EVP_PKEY **key, struct diag *d)
 {
 	struct secret *s;
 	EVP_PKEY *k = NULL;
-	mode_t mode;
+	mode_t mode = 0;
 	size_t n;
 	BIO *bio;
 	int ret;
