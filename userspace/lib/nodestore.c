@@ -20,8 +20,9 @@ static void record_path(const char *dir, const uint8_t id[32], char *path, size_
 	snprintf(path, len, "%s/%s.node", dir, hex);
 }
 
-int nodestore_load(const char *dir, const uint8_t id[32], struct node_record *n, struct diag *d)
+int nodestore_load(const char *dir, const uint8_t id_in[32], struct node_record *n, struct diag *d)
 {
+	uint8_t id[32];
 	char path[PATH_MAX], node_hex[65], ak_hex[2 * TPMOBJ_NAME_MAX + 1];
 	unsigned long long clock;
 	uint8_t *buf = NULL;
@@ -29,6 +30,7 @@ int nodestore_load(const char *dir, const uint8_t id[32], struct node_record *n,
 	uint8_t got_id[32];
 	int ret;
 
+	memcpy(id, id_in, sizeof(id)); /* id_in may live inside *n, which is cleared next */
 	node_record_clear(n);
 	record_path(dir, id, path, sizeof(path));
 	ret = read_file(path, 4096, &buf, &len);

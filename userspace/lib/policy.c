@@ -500,7 +500,7 @@ static const char *const ref_keys[] = { "pcr", "type", "digest", NULL };
 
 static int parse_pcr(const char *key, struct json_object *v, struct policy *p, struct diag *d)
 {
-	struct json_object *warn;
+	struct json_object *warn = NULL;
 	char path[PATH_LEN];
 	uint32_t idx;
 	int ret;
@@ -590,7 +590,7 @@ static int parse_reference(struct json_object *arr, struct policy *p, struct dia
 
 static int parse_root(struct json_object *root, struct policy *p, struct diag *d)
 {
-	struct json_object *v;
+	struct json_object *v = NULL;
 	int ret;
 
 	ret = check_keys(root, "", top_keys, d);
@@ -864,7 +864,7 @@ static bool lower_hex(const char *s, size_t len)
 
 static int parse_envelope(struct json_object *root, struct envelope *e, struct diag *d)
 {
-	struct json_object *v;
+	struct json_object *v = NULL;
 	int ret;
 
 	ret = check_keys(root, "", envelope_keys, d);
@@ -1114,6 +1114,14 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
+/* -errno of the failed call, or fallback if it did not set one. */
+static int neg_errno(int fallback)
+{
+	int e = errno;
+
+	return e > 0 ? -e : fallback;
+}
+
 /* Read a private key file into locked memory, so no copy of the key lingers in the heap. */
 static int read_secret_file(const char *path, struct secret **out, size_t *len, mode_t *mode,
 			    struct diag *d)
@@ -1125,7 +1133,7 @@ static int read_secret_file(const char *path, struct secret **out, size_t *len, 
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = -errno;
+		ret = neg_errno(-EIO);
 		diag_set(d, "cannot read policy private key %s: %s", path, strerror(-ret));
 		goto out;
 	}
@@ -1137,7 +1145,7 @@ static int read_secret_file(const char *path, struct secret **out, size_t *len, 
 	*mode = st.st_mode;
 	s = secret_new((size_t)st.st_size + 1);
 	if (!s) {
-		ret = -errno;
+		ret = neg_errno(-ENOMEM);
 		diag_set(d, "cannot allocate locked memory for %s: %s", path, strerror(-ret));
 		goto out;
 	}
@@ -1147,7 +1155,7 @@ static int read_secret_file(const char *path, struct secret **out, size_t *len, 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			ret = -errno;
+			ret = neg_errno(-EIO);
 			diag_set(d, "cannot read policy private key %s: %s", path, strerror(-ret));
 			goto out;
 		}
@@ -1158,13 +1166,13 @@ static int read_secret_file(const char *path, struct secret **out, size_t *len, 
 out:
 	if (fd >= 0)
 		close(fd);
-	if (ret < 0) {
-		secret_free(s);
-		return ret;
+	if (ret == 0 && s) {
+		*out = s;
+		*len = n;
+		return 0;
 	}
-	*out = s;
-	*len = n;
-	return 0;
+	secret_free(s);
+	return ret < 0 ? ret : -EIO;
 }
 
 int policy_load_private(const char *path, EVP_PKEY **key, struct diag *d)

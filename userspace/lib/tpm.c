@@ -3,6 +3,7 @@
  * under the EK, persisted, recorded in a state directory), credential activation, PCRs, quotes.
  * Every failure names the TPM command and the decoded response code. */
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +402,7 @@ struct ak_record {
 	uint16_t ek_alg;
 };
 
+/* dir/file; tpm_ak_ensure has checked that every such path fits. */
 static void state_path(char *buf, size_t len, const char *dir, const char *file)
 {
 	snprintf(buf, len, "%s/%s", dir, file);
@@ -445,7 +447,7 @@ static int ek_alg_parse(const char *path, uint16_t *alg)
  * No ak.pub means no AK was enrolled from this directory yet. */
 static int record_load(const char *dir, struct ak_record *r, struct diag *d)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	unsigned long handle;
 	uint8_t *buf = NULL;
 	size_t len;
@@ -482,7 +484,7 @@ static int record_load(const char *dir, struct ak_record *r, struct diag *d)
 static int record_save(const char *dir, const TPM2B_PUBLIC *pub, uint16_t ek_alg, struct diag *d)
 {
 	uint8_t buf[sizeof(TPM2B_PUBLIC)];
-	char path[4096], text[32];
+	char path[PATH_MAX], text[32];
 	size_t len;
 	int ret;
 
@@ -563,6 +565,8 @@ int tpm_ak_ensure(struct tpm *t, const char *state_dir, uint16_t ek_alg, struct 
 
 	if (ek_alg != TPM2_ALG_RSA && ek_alg != TPM2_ALG_ECC)
 		return diag_set(d, "EK algorithm 0x%04x is neither RSA nor ECC", ek_alg), -EINVAL;
+	if (strlen(state_dir) + sizeof("/ak.handle") > PATH_MAX)
+		return diag_set(d, "state directory path is too long"), -ENAMETOOLONG;
 	ret = state_dir_create(state_dir, d);
 	if (ret < 0)
 		return ret;
@@ -802,7 +806,7 @@ static int quote_once(struct tpm *t, ESYS_TR akh, const TPM2B_DATA *qd, uint32_t
 	TPM2B_ATTEST *quoted = NULL;
 	TPMT_SIGNATURE *signature = NULL;
 	TPML_PCR_SELECTION sel;
-	uint8_t *a = NULL, *s = NULL;
+	uint8_t *a = NULL, *s = NULL, sbuf[sizeof(TPMT_SIGNATURE)];
 	size_t slen = 0;
 	TSS2_RC rc;
 	int ret = -EIO;
@@ -814,19 +818,20 @@ static int quote_once(struct tpm *t, ESYS_TR akh, const TPM2B_DATA *qd, uint32_t
 		tss_fail(d, rc, "TPM2_Quote");
 		goto out;
 	}
+	rc = Tss2_MU_TPMT_SIGNATURE_Marshal(signature, sbuf, sizeof(sbuf), &slen);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_fail(d, rc, "marshalling the quote signature");
+		goto out;
+	}
 	a = malloc(quoted->size ? quoted->size : 1);
-	s = malloc(sizeof(TPMT_SIGNATURE));
+	s = malloc(slen);
 	if (!a || !s) {
 		ret = -ENOMEM;
 		diag_set(d, "out of memory");
 		goto out;
 	}
 	memcpy(a, quoted->attestationData, quoted->size);
-	rc = Tss2_MU_TPMT_SIGNATURE_Marshal(signature, s, sizeof(TPMT_SIGNATURE), &slen);
-	if (rc != TSS2_RC_SUCCESS) {
-		tss_fail(d, rc, "marshalling the quote signature");
-		goto out;
-	}
+	memcpy(s, sbuf, slen);
 	*attest_len = quoted->size;
 	*sig_len = slen;
 	*attest = a;
@@ -854,7 +859,7 @@ int tpm_quote(struct tpm *t, const struct tpm_ak *ak, const uint8_t *qdata, size
 	      uint8_t pcrs[24][32], struct diag *d)
 {
 	uint8_t after[24][32];
-	uint32_t c1, c2;
+	uint32_t c1 = 0, c2 = 0;
 	TPM2B_DATA qd = { 0 };
 	ESYS_TR akh;
 	int ret;
