@@ -847,8 +847,8 @@ static int refuse_unsigned(struct json_object *root, struct diag *d)
 {
 	if (json_object_object_get_ex(root, "pcrs", NULL) ||
 	    json_object_object_get_ex(root, "version", NULL))
-		diag_set(d, "not a signed policy: this is unsigned measurements JSON; sign it with "
-			    "the policy private key first");
+		diag_set(d, "not a signed policy: this is unsigned measurements JSON; sign it "
+			    "first with 'conclavectl policy sign'");
 	else
 		diag_set(d, "not a signed policy: no \"conclave-policy\" envelope");
 	return -EPERM;
