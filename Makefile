@@ -39,6 +39,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 20
 
+.SECONDARY:
 .PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps
 all: $(LIB) $(CTL) $(TESTS) $(TOOLS)
 

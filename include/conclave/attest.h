@@ -15,13 +15,13 @@
 #define DEFAULT_EVENTLOG "/sys/kernel/security/tpm0/binary_bios_measurements"
 
 struct attest_opts {
-	const char *tcti;       /* "device:/dev/tpmrm0", "swtpm:path=..." */
-	const char *ak_state;   /* directory recording the node's AK */
-	const uint8_t *qdata;   /* qualifying data, <= 64 bytes */
+	const char *tcti;     /* "device:/dev/tpmrm0", "swtpm:path=..." */
+	const char *ak_state; /* directory recording the node's AK */
+	const uint8_t *qdata; /* qualifying data, <= 64 bytes */
 	size_t qlen;
-	uint32_t pcr_mask;      /* SHA-256 PCRs to quote */
-	const char *event_log;  /* path; NULL = none */
-	const char *ek_chain;   /* PEM file of intermediates to include; NULL = none */
+	uint32_t pcr_mask;	  /* SHA-256 PCRs to quote */
+	const char *event_log;	  /* path; NULL = none */
+	const char *ek_chain;	  /* PEM file of intermediates to include; NULL = none */
 	const uint8_t *challenge; /* encoded challenge to answer (activation); NULL = none */
 	size_t challenge_len;
 };

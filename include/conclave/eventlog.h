@@ -10,18 +10,18 @@
 
 #include "conclave/diag.h"
 
-#define PCR_COUNT 24
-#define EVENTLOG_MAX_SIZE (1u << 20)  /* larger logs are refused as oversized */
-#define EVENTLOG_MAX_EVENTS 8192
+#define PCR_COUNT		24
+#define EVENTLOG_MAX_SIZE	(1u << 20) /* larger logs are refused as oversized */
+#define EVENTLOG_MAX_EVENTS	8192
 #define EVENTLOG_MAX_EVENT_DATA (1u << 16)
-#define EVENTLOG_MAX_ALGS 8
-#define EVENTLOG_MAX_DIGEST 64
+#define EVENTLOG_MAX_ALGS	8
+#define EVENTLOG_MAX_DIGEST	64
 
 #define EV_NO_ACTION 0x00000003u
 #define EV_SEPARATOR 0x00000004u
 #define EV_EVENT_TAG 0x00000006u
 
-#define TPM_ALG_SHA1 0x0004
+#define TPM_ALG_SHA1   0x0004
 #define TPM_ALG_SHA256 0x000b
 #define TPM_ALG_SHA384 0x000c
 #define TPM_ALG_SHA512 0x000d
@@ -47,7 +47,7 @@ struct eventlog {
 	uint16_t algs[EVENTLOG_MAX_ALGS];
 	uint16_t alg_sizes[EVENTLOG_MAX_ALGS];
 	uint8_t startup_locality; /* from a StartupLocality EV_NO_ACTION on PCR 0, else 0 */
-	size_t n_events;          /* crypto-agile events after the Spec ID header */
+	size_t n_events;	  /* crypto-agile events after the Spec ID header */
 	struct eventlog_event *events;
 };
 
@@ -64,14 +64,15 @@ const struct eventlog_digest *eventlog_event_digest(const struct eventlog_event 
 /* Replay every extending event into pcrs[] for bank alg (digest size in *size).
  * PCR 0 starts at the StartupLocality value; EV_NO_ACTION never extends. -ENOENT if the
  * log has no such bank. */
-int eventlog_replay(const struct eventlog *log, uint16_t alg, uint8_t pcrs[PCR_COUNT][EVENTLOG_MAX_DIGEST],
-		    size_t *size);
+int eventlog_replay(const struct eventlog *log, uint16_t alg,
+		    uint8_t pcrs[PCR_COUNT][EVENTLOG_MAX_DIGEST], size_t *size);
 
 /* Index (into log->events) of the first event on pcr whose alg digest differs from the
  * reference sequence ref[0..n_ref) of digests for that PCR (in order), or whose count
  * differs; -1 if they are the same. *ref_index gets the position in ref. */
 long eventlog_first_difference(const struct eventlog *log, uint32_t pcr, uint16_t alg,
-			       const uint8_t (*ref)[EVENTLOG_MAX_DIGEST], size_t n_ref, size_t *ref_index);
+			       const uint8_t (*ref)[EVENTLOG_MAX_DIGEST], size_t n_ref,
+			       size_t *ref_index);
 
 /* Human name of an event type ("EV_SEPARATOR", ...) or NULL. */
 const char *eventlog_type_name(uint32_t type);

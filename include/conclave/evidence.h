@@ -14,8 +14,8 @@
 
 #include "conclave/diag.h"
 
-#define EVIDENCE_VERSION 1
-#define EVIDENCE_MAX_SIZE (2u << 20)
+#define EVIDENCE_VERSION   1
+#define EVIDENCE_MAX_SIZE  (2u << 20)
 #define EVIDENCE_MAX_CHAIN 4
 
 enum evidence_tag {
@@ -50,13 +50,14 @@ int evidence_encode(const struct evidence *ev, uint8_t **out, size_t *len);
 int evidence_decode(const uint8_t *buf, size_t len, struct evidence *ev, struct diag *d);
 
 enum challenge_tag {
-	CH_TAG_ID_OBJECT = 1,        /* marshalled TPM2B_ID_OBJECT (credentialBlob) */
+	CH_TAG_ID_OBJECT = 1,	     /* marshalled TPM2B_ID_OBJECT (credentialBlob) */
 	CH_TAG_ENCRYPTED_SECRET = 2, /* marshalled TPM2B_ENCRYPTED_SECRET */
-	CH_TAG_AK_NAME = 3,          /* name of the AK the credential is bound to */
+	CH_TAG_AK_NAME = 3,	     /* name of the AK the credential is bound to */
 	CH_TAG_MAX,
 };
 
-/* A MakeCredential challenge for a node: only the TPM holding the EK can open it, only for the AK. */
+/* A MakeCredential challenge for a node: only the TPM holding the EK can open it, only for the AK.
+ */
 struct challenge {
 	struct blob id_object, encrypted_secret, ak_name;
 };

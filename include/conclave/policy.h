@@ -23,8 +23,8 @@
 
 #include "conclave/diag.h"
 
-#define POLICY_PCR_COUNT 24
-#define POLICY_MAX_SIZE (1u << 20)
+#define POLICY_PCR_COUNT     24
+#define POLICY_MAX_SIZE	     (1u << 20)
 #define POLICY_MAX_REFERENCE 8192
 
 struct policy_pcr {

@@ -20,9 +20,9 @@
 struct tpm;
 
 struct tpm_ak {
-	uint32_t handle;    /* persistent handle */
-	uint16_t ek_alg;    /* TPM2_ALG_RSA or TPM2_ALG_ECC: the EK it was created under */
-	TPM2B_PUBLIC pub;   /* the AK's public area as the TPM returned it */
+	uint32_t handle;  /* persistent handle */
+	uint16_t ek_alg;  /* TPM2_ALG_RSA or TPM2_ALG_ECC: the EK it was created under */
+	TPM2B_PUBLIC pub; /* the AK's public area as the TPM returned it */
 };
 
 /* Open the TPM behind tcti; sends TPM2_Startup(CLEAR) if the TPM was not started. */

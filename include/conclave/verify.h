@@ -17,19 +17,20 @@
 #include "conclave/tpmobj.h"
 
 enum verify_check {
-	CHECK_FORMAT,        /* evidence, quote and signature structures parse */
-	CHECK_EK_CERT,       /* EK certificate chains to a configured manufacturer root */
-	CHECK_AK_TEMPLATE,   /* restricted|sign|fixedTPM|fixedParent|sensitiveDataOrigin, fixed scheme */
+	CHECK_FORMAT,	   /* evidence, quote and signature structures parse */
+	CHECK_EK_CERT,	   /* EK certificate chains to a configured manufacturer root */
+	CHECK_AK_TEMPLATE, /* restricted|sign|fixedTPM|fixedParent|sensitiveDataOrigin, fixed scheme
+			    */
 	CHECK_AK_ACTIVATION, /* AK proven to live beside the EK (credential activation) */
 	CHECK_QUOTE_TYPE,    /* magic TPM_GENERATED_VALUE, type TPM_ST_ATTEST_QUOTE */
 	CHECK_SIGNATURE,     /* signature by the AK over the exact quote bytes, AK's scheme only */
-	CHECK_NONCE,         /* qualifying data equals the expected value */
+	CHECK_NONCE,	     /* qualifying data equals the expected value */
 	CHECK_PCR_SELECTION, /* the quote covers (at least) the policy's PCRs, SHA-256 bank only */
 	CHECK_PCR_DIGEST,    /* the reported PCR values hash to the quoted digest */
 	CHECK_CLOCK_SAFE,    /* clockInfo.safe */
-	CHECK_COUNTERS,      /* resetCount / restartCount / clock never go backwards */
+	CHECK_COUNTERS,	     /* resetCount / restartCount / clock never go backwards */
 	CHECK_EVENT_LOG,     /* the event log replays to the quoted PCRs */
-	CHECK_POLICY,        /* every policy PCR has its expected value */
+	CHECK_POLICY,	     /* every policy PCR has its expected value */
 	CHECK_COUNT,
 };
 
@@ -73,12 +74,12 @@ struct node_record {
 
 struct verify_params {
 	const struct policy *policy;
-	X509_STORE *ca;              /* EK manufacturer roots */
-	const uint8_t *qdata;        /* expected qualifying data */
+	X509_STORE *ca;	      /* EK manufacturer roots */
+	const uint8_t *qdata; /* expected qualifying data */
 	size_t qlen;
-	const uint8_t *credential;   /* first contact: the credential wrapped by MakeCredential */
+	const uint8_t *credential; /* first contact: the credential wrapped by MakeCredential */
 	size_t credential_len;
-	struct node_record *node;    /* in: what we know (may be NULL); out: updated on success */
+	struct node_record *node; /* in: what we know (may be NULL); out: updated on success */
 };
 
 /* Run every check on ev. Returns 0 and fills v (v->ok tells the outcome); <0 only on

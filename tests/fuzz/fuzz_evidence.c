@@ -23,9 +23,9 @@ static void round_trip_evidence(const struct evidence *ev)
 		abort();
 	if (!blob_eq(ev->quote, again.quote) || !blob_eq(ev->signature, again.signature) ||
 	    !blob_eq(ev->ak_public, again.ak_public) || !blob_eq(ev->ek_cert, again.ek_cert) ||
-	    !blob_eq(ev->event_log, again.event_log) || !blob_eq(ev->activation, again.activation) ||
-	    ev->n_chain != again.n_chain || ev->pcr_mask != again.pcr_mask ||
-	    memcmp(ev->pcrs, again.pcrs, sizeof(ev->pcrs)))
+	    !blob_eq(ev->event_log, again.event_log) ||
+	    !blob_eq(ev->activation, again.activation) || ev->n_chain != again.n_chain ||
+	    ev->pcr_mask != again.pcr_mask || memcmp(ev->pcrs, again.pcrs, sizeof(ev->pcrs)))
 		abort();
 	for (size_t i = 0; i < ev->n_chain; i++)
 		if (!blob_eq(ev->ek_chain[i], again.ek_chain[i]))
@@ -47,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t len;
 		struct challenge again;
 
-		if (challenge_encode(&ch, &buf, &len) < 0 || challenge_decode(buf, len, &again, NULL) < 0 ||
-		    !blob_eq(ch.id_object, again.id_object) || !blob_eq(ch.ak_name, again.ak_name) ||
+		if (challenge_encode(&ch, &buf, &len) < 0 ||
+		    challenge_decode(buf, len, &again, NULL) < 0 ||
+		    !blob_eq(ch.id_object, again.id_object) ||
+		    !blob_eq(ch.ak_name, again.ak_name) ||
 		    !blob_eq(ch.encrypted_secret, again.encrypted_secret))
 			abort();
 		free(buf);

@@ -74,8 +74,8 @@ static void assert_only_failed(const struct verdict *v, enum verify_check expect
 }
 
 /* Re-encode ev with one field replaced (NULL p removes it). */
-static uint8_t *reshape(const struct evidence *ev, enum evidence_tag tag, const uint8_t *p, size_t len,
-			struct evidence *out)
+static uint8_t *reshape(const struct evidence *ev, enum evidence_tag tag, const uint8_t *p,
+			size_t len, struct evidence *out)
 {
 	struct evidence copy = *ev;
 	struct blob b = { p, len };
@@ -106,7 +106,8 @@ static void first_contact_evidence_from_swtpm_verifies(void **state)
 	uint8_t *buf;
 	size_t len;
 
-	assert_int_equal(fixture_attest_activated(&fx, "first-contact-nonce", &buf, &len, &ev, &cred), 0);
+	assert_int_equal(
+	    fixture_attest_activated(&fx, "first-contact-nonce", &buf, &len, &ev, &cred), 0);
 	verify(&ev, "first-contact-nonce", cred, &node, NULL, &v);
 	print_failures(&v);
 	assert_true(v.ok);
@@ -223,7 +224,8 @@ static void pcr_value_not_in_policy_is_refused_and_explained(void **state)
 	pol.pcrs[4].expected[0] ^= 0xff;
 	assert_int_equal(eventlog_parse(ev.event_log.p, ev.event_log.len, &log, NULL), 0);
 	for (size_t i = 0; i < log.n_events && n < 64; i++) {
-		const struct eventlog_digest *dg = eventlog_event_digest(&log.events[i], TPM_ALG_SHA256);
+		const struct eventlog_digest *dg =
+		    eventlog_event_digest(&log.events[i], TPM_ALG_SHA256);
 
 		if (log.events[i].pcr != 4 || log.events[i].type == EV_NO_ACTION)
 			continue;
@@ -292,7 +294,9 @@ static void software_ak(const struct evidence *real, bool honest_attributes, str
 	TPMT_SIGNATURE sig = { 0 };
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	BIGNUM *x = NULL, *y = NULL;
-	uint8_t digest[32], der[80], *pubbuf = malloc(sizeof(pub)), *sigbuf = malloc(sizeof(sig));
+	/* Marshalled forms are never larger than the unmarshalled structures. */
+	size_t pubcap = sizeof(TPMT_PUBLIC), sigcap = sizeof(TPMT_SIGNATURE);
+	uint8_t digest[32], der[80], *pubbuf = malloc(pubcap), *sigbuf = malloc(sigcap);
 	size_t off = 0, der_len = sizeof(der), publen = 0, siglen = 0;
 	const unsigned char *dp = der;
 	ECDSA_SIG *es;
@@ -300,9 +304,8 @@ static void software_ak(const struct evidence *real, bool honest_attributes, str
 	const BIGNUM *r, *s;
 
 	assert_non_null(key);
-	assert_int_equal(Tss2_MU_TPMT_PUBLIC_Unmarshal(real->ak_public.p, real->ak_public.len, &off,
-						       &pub),
-			 0);
+	assert_int_equal(
+	    Tss2_MU_TPMT_PUBLIC_Unmarshal(real->ak_public.p, real->ak_public.len, &off, &pub), 0);
 	assert_int_equal(EVP_PKEY_get_bn_param(key, "qx", &x), 1);
 	assert_int_equal(EVP_PKEY_get_bn_param(key, "qy", &y), 1);
 	pub.unique.ecc.x.size = 32;
@@ -311,7 +314,7 @@ static void software_ak(const struct evidence *real, bool honest_attributes, str
 	BN_bn2binpad(y, pub.unique.ecc.y.buffer, 32);
 	if (honest_attributes)
 		pub.objectAttributes &= ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT);
-	assert_int_equal(Tss2_MU_TPMT_PUBLIC_Marshal(&pub, pubbuf, sizeof(pub), &publen), 0);
+	assert_int_equal(Tss2_MU_TPMT_PUBLIC_Marshal(&pub, pubbuf, pubcap, &publen), 0);
 	/* Sign the genuine quote bytes (same nonce, same PCRs) with the software key. */
 	SHA256(real->quote.p, real->quote.len, digest);
 	ctx = EVP_PKEY_CTX_new(key, NULL);
@@ -325,7 +328,7 @@ static void software_ak(const struct evidence *real, bool honest_attributes, str
 	sig.signature.ecdsa.signatureS.size = 32;
 	BN_bn2binpad(r, sig.signature.ecdsa.signatureR.buffer, 32);
 	BN_bn2binpad(s, sig.signature.ecdsa.signatureS.buffer, 32);
-	assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, sigbuf, sizeof(sig), &siglen), 0);
+	assert_int_equal(Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, sigbuf, sigcap, &siglen), 0);
 	*out = *real;
 	out->ak_public = (struct blob){ pubbuf, publen };
 	out->signature = (struct blob){ sigbuf, siglen };
@@ -359,9 +362,8 @@ static void software_ak_cannot_be_activated_and_is_refused(void **state)
 	 * object with that name can be loaded: test_tpm's
 	 * activation_for_a_wrong_ak_name_is_refused_by_the_tpm). */
 	assert_int_equal(attest_make_challenge(&fake, fx.ca, &chal, &chal_len, &cred, &d), 0);
-	assert_int_not_equal(fixture_attest(&fx, "software-ak", chal, chal_len, &answer, &answer_len,
-					    &unused),
-			     0);
+	assert_int_not_equal(
+	    fixture_attest(&fx, "software-ak", chal, chal_len, &answer, &answer_len, &unused), 0);
 	/* And evidence claiming activation without the proof does not pass either. */
 	verify(&fake, "software-ak", cred, NULL, NULL, &v);
 	assert_only_failed(&v, CHECK_AK_ACTIVATION);
@@ -515,8 +517,12 @@ static void rolled_back_tpm_state_is_refused(void **state)
 	assert_int_equal(fixture_attest_activated(&f2, "boot-1", &buf, &len, &ev, &cred), 0);
 	{
 		uint8_t qdata[32];
-		struct verify_params p = { .policy = &f2.policy, .ca = f2.ca, .qdata = qdata, .qlen = 32,
-					   .credential = cred->data, .credential_len = cred->len,
+		struct verify_params p = { .policy = &f2.policy,
+					   .ca = f2.ca,
+					   .qdata = qdata,
+					   .qlen = 32,
+					   .credential = cred->data,
+					   .credential_len = cred->len,
 					   .node = &node };
 
 		fixture_qdata("boot-1", qdata);

@@ -25,7 +25,8 @@ const char *build_path(const char *rel, char *buf, size_t len)
 }
 
 /* Run a shell command, capturing its first output line into out (if given). */
-static int run(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int run(char *out, size_t outlen, const char *fmt, ...)
 {
 	char cmd[4 * PATH_MAX];
@@ -88,14 +89,14 @@ int swtpm_restart(struct swtpm *t)
 
 int swtpm_snapshot(struct swtpm *t, const char *name)
 {
-	return run(NULL, 0, "rm -rf '%s/snap-%s' && cp -a '%s/state' '%s/snap-%s'", t->dir, name, t->dir,
-		   t->dir, name);
+	return run(NULL, 0, "rm -rf '%s/snap-%s' && cp -a '%s/state' '%s/snap-%s'", t->dir, name,
+		   t->dir, t->dir, name);
 }
 
 int swtpm_restore(struct swtpm *t, const char *name)
 {
-	return run(NULL, 0, "rm -rf '%s/state' && cp -a '%s/snap-%s' '%s/state'", t->dir, t->dir, name,
-		   t->dir);
+	return run(NULL, 0, "rm -rf '%s/state' && cp -a '%s/snap-%s' '%s/state'", t->dir, t->dir,
+		   name, t->dir);
 }
 
 void swtpm_destroy(struct swtpm *t)

@@ -7,10 +7,11 @@
 #include <limits.h>
 
 struct swtpm {
-	char dir[PATH_MAX];      /* temporary directory holding state, CA and sockets */
+	char dir[PATH_MAX];	  /* temporary directory holding state, CA and sockets */
 	char tcti[PATH_MAX + 32]; /* "swtpm:path=DIR/sock" */
-	char ca[PATH_MAX];       /* root CA certificate (PEM) the EK certificate chains to */
-	char issuer[PATH_MAX];   /* intermediate CA certificate (PEM) that signed the EK certificate */
+	char ca[PATH_MAX];	  /* root CA certificate (PEM) the EK certificate chains to */
+	char
+	    issuer[PATH_MAX]; /* intermediate CA certificate (PEM) that signed the EK certificate */
 };
 
 /* Create a fresh directory, provision (EK + EK certificate) and start swtpm. */

@@ -35,17 +35,17 @@ static double median(double *v, int n)
 }
 
 /* Time batches of `inner` calls so the clock's own cost does not count; median per call. */
-#define MEASURE(label, outer, inner, body)                                                 \
-	do {                                                                               \
-		static double t_[outer];                                                   \
-		for (int o_ = 0; o_ < (outer); o_++) {                                     \
-			double s_ = now_us();                                              \
-			for (int i_ = 0; i_ < (inner); i_++) {                             \
-				body;                                                      \
-			}                                                                  \
-			t_[o_] = (now_us() - s_) / (inner);                                \
-		}                                                                          \
-		printf("%s %.2f\n", label, median(t_, (outer)));                           \
+#define MEASURE(label, outer, inner, body)                       \
+	do {                                                     \
+		static double t_[outer];                         \
+		for (int o_ = 0; o_ < (outer); o_++) {           \
+			double s_ = now_us();                    \
+			for (int i_ = 0; i_ < (inner); i_++) {   \
+				body;                            \
+			}                                        \
+			t_[o_] = (now_us() - s_) / (inner);      \
+		}                                                \
+		printf("%s %.2f\n", label, median(t_, (outer))); \
 	} while (0)
 
 int main(int argc, char **argv)
@@ -84,8 +84,12 @@ int main(int argc, char **argv)
 	if (fixture_attest_activated(&f, "bench", &buf, &len, &ev, &cred) < 0)
 		return 1;
 	fixture_qdata("bench", qdata);
-	struct verify_params first = { .policy = &f.policy, .ca = f.ca, .qdata = qdata, .qlen = 32,
-				       .credential = cred->data, .credential_len = cred->len };
+	struct verify_params first = { .policy = &f.policy,
+				       .ca = f.ca,
+				       .qdata = qdata,
+				       .qlen = 32,
+				       .credential = cred->data,
+				       .credential_len = cred->len };
 	MEASURE("first_contact_us", 31, 20, {
 		node = (struct node_record){ 0 };
 		first.node = &node;
@@ -95,8 +99,9 @@ int main(int argc, char **argv)
 	});
 	first.node = &known;
 	verify_evidence(&ev, &first, &v);
-	struct verify_params again = { .policy = &f.policy, .ca = f.ca, .qdata = qdata, .qlen = 32,
-				       .node = &known };
+	struct verify_params again = {
+		.policy = &f.policy, .ca = f.ca, .qdata = qdata, .qlen = 32, .node = &known
+	};
 	MEASURE("reattest_us", 31, 200, {
 		known.clock = v.clock - 1; /* same evidence again: let the counters pass */
 		if (verify_evidence(&ev, &again, &v) < 0 || !v.ok)
@@ -114,7 +119,8 @@ int main(int argc, char **argv)
 		MEASURE("ecdsa_verify_us", 31, 200, {
 			EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
 
-			if (EVP_PKEY_verify_init(c) != 1 || EVP_PKEY_verify(c, sig, sig_len, digest, 32) != 1)
+			if (EVP_PKEY_verify_init(c) != 1 ||
+			    EVP_PKEY_verify(c, sig, sig_len, digest, 32) != 1)
 				failures++;
 			EVP_PKEY_CTX_free(c);
 		});

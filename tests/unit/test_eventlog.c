@@ -581,6 +581,7 @@ static size_t reference_of(const struct eventlog *log, uint32_t pcr,
 {
 	size_t n = 0;
 
+	*last = 0;
 	for (size_t i = 0; i < log->n_events; i++) {
 		const struct eventlog_event *ev = &log->events[i];
 

@@ -481,7 +481,7 @@ static void parse_rejects_object_with_too_many_keys(void **state)
 
 	for (int i = 0; i < 33; i++)
 		snprintf(s + strlen(s), sizeof(s) - strlen(s), "%s\"k%d\":0", i ? "," : "", i);
-	strcat(s, "}}");
+	snprintf(s + strlen(s), sizeof(s) - strlen(s), "}}");
 	expect_reject(s, -EINVAL, "pcrs: more than 32 keys");
 }
 

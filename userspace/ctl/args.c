@@ -11,7 +11,8 @@
 int parse_nonce(const char *hex, uint8_t *out, size_t *len)
 {
 	if (hex_decode(hex, out, 64, len) < 0 || *len < 8) {
-		fprintf(stderr, "conclavectl: --nonce must be 16 to 128 hex characters (8-64 bytes)\n");
+		fprintf(stderr,
+			"conclavectl: --nonce must be 16 to 128 hex characters (8-64 bytes)\n");
 		return -1;
 	}
 	return 0;
@@ -69,6 +70,7 @@ int write_output(const char *what, const char *path, const void *buf, size_t len
 	}
 	ret = write_file_atomic(path, buf, len, mode);
 	if (ret < 0)
-		fprintf(stderr, "conclavectl: cannot write %s %s: %s\n", what, path, strerror(-ret));
+		fprintf(stderr, "conclavectl: cannot write %s %s: %s\n", what, path,
+			strerror(-ret));
 	return ret;
 }

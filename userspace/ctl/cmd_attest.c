@@ -13,33 +13,43 @@
 
 static void attest_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl attest --tcti TCTI --nonce HEX --out FILE [options]\n"
-		"Produce evidence: a TPM quote over this node's PCRs bound to the verifier's nonce,\n"
-		"with the AK public area, EK certificate (and chain), PCR values and event log.\n\n"
-		"  --tcti TCTI        TPM transport: device:/dev/tpmrm0 (nodes), swtpm:path=SOCK (tests)\n"
-		"  --nonce HEX        verifier's fresh nonce, 8-64 bytes; the quote's qualifying data is\n"
-		"                     SHA-256(\"conclave/v1/standalone-attestation\\0\" || nonce)\n"
-		"  --out FILE         where to write the evidence ('-' for stdout)\n"
-		"  --ak-state DIR     where the AK is recorded (default /var/lib/conclave/ak); the AK is\n"
-		"                     created under the EK on first use and persisted in the TPM\n"
-		"  --pcrs LIST        SHA-256 PCRs to quote, e.g. 0-9,11-14 (the default)\n"
-		"  --eventlog FILE    UEFI event log to include (default %s if present)\n"
-		"  --no-eventlog      include no event log\n"
-		"  --ek-chain FILE    PEM intermediates between the EK certificate and its root\n"
-		"  --activate FILE    answer a credential challenge from 'make-credential' and put the\n"
-		"                     proof in the evidence (first contact with a verifier)\n",
-		DEFAULT_EVENTLOG);
+	fprintf(
+	    f,
+	    "usage: conclavectl attest --tcti TCTI --nonce HEX --out FILE [options]\n"
+	    "Produce evidence: a TPM quote over this node's PCRs bound to the verifier's nonce,\n"
+	    "with the AK public area, EK certificate (and chain), PCR values and event log.\n\n"
+	    "  --tcti TCTI        TPM transport: device:/dev/tpmrm0 (nodes), swtpm:path=SOCK "
+	    "(tests)\n"
+	    "  --nonce HEX        verifier's fresh nonce, 8-64 bytes; the quote's qualifying data "
+	    "is\n"
+	    "                     SHA-256(\"conclave/v1/standalone-attestation\\0\" || nonce)\n"
+	    "  --out FILE         where to write the evidence ('-' for stdout)\n"
+	    "  --ak-state DIR     where the AK is recorded (default /var/lib/conclave/ak); the AK "
+	    "is\n"
+	    "                     created under the EK on first use and persisted in the TPM\n"
+	    "  --pcrs LIST        SHA-256 PCRs to quote, e.g. 0-9,11-14 (the default)\n"
+	    "  --eventlog FILE    UEFI event log to include (default %s if present)\n"
+	    "  --no-eventlog      include no event log\n"
+	    "  --ek-chain FILE    PEM intermediates between the EK certificate and its root\n"
+	    "  --activate FILE    answer a credential challenge from 'make-credential' and put "
+	    "the\n"
+	    "                     proof in the evidence (first contact with a verifier)\n",
+	    DEFAULT_EVENTLOG);
 }
 
 int cmd_attest(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "tcti", required_argument, NULL, 't' },     { "nonce", required_argument, NULL, 'n' },
-		{ "out", required_argument, NULL, 'o' },      { "ak-state", required_argument, NULL, 'a' },
-		{ "pcrs", required_argument, NULL, 'p' },     { "eventlog", required_argument, NULL, 'e' },
-		{ "no-eventlog", no_argument, NULL, 'E' },    { "ek-chain", required_argument, NULL, 'c' },
-		{ "activate", required_argument, NULL, 'A' }, { "help", no_argument, NULL, 'h' },
+		{ "tcti", required_argument, NULL, 't' },
+		{ "nonce", required_argument, NULL, 'n' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "ak-state", required_argument, NULL, 'a' },
+		{ "pcrs", required_argument, NULL, 'p' },
+		{ "eventlog", required_argument, NULL, 'e' },
+		{ "no-eventlog", no_argument, NULL, 'E' },
+		{ "ek-chain", required_argument, NULL, 'c' },
+		{ "activate", required_argument, NULL, 'A' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct attest_opts o = { .ak_state = "/var/lib/conclave/ak", .pcr_mask = LOG_COVERED_PCRS };
@@ -84,7 +94,8 @@ int cmd_attest(int argc, char **argv)
 		o.event_log = NULL;
 	else if (!o.event_log && access(DEFAULT_EVENTLOG, R_OK) == 0)
 		o.event_log = DEFAULT_EVENTLOG;
-	if (activate && read_input("challenge", activate, EVIDENCE_MAX_SIZE, &chal, &o.challenge_len) < 0)
+	if (activate &&
+	    read_input("challenge", activate, EVIDENCE_MAX_SIZE, &chal, &o.challenge_len) < 0)
 		return EXIT_USAGE;
 	o.challenge = chal;
 	if (attest_produce(&o, &ev, &ev_len, &d) < 0) {
@@ -100,22 +111,27 @@ int cmd_attest(int argc, char **argv)
 
 static void make_credential_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl make-credential --ca FILE --out CHALLENGE --secret-out FILE EVIDENCE\n"
-		"Verifier side of credential activation: check the evidence's EK certificate chain and\n"
-		"AK template, then wrap a fresh random credential (TPM2_MakeCredential, in software)\n"
-		"that only the TPM holding that EK can open, and only for that AK.\n\n"
-		"  --ca FILE          PEM bundle of EK manufacturer roots\n"
-		"  --out FILE         challenge for the node ('conclavectl attest --activate FILE')\n"
-		"  --secret-out FILE  the credential, kept by the verifier (written 0600; give it to\n"
-		"                     'verify-evidence --credential' and delete it afterwards)\n");
+	fprintf(
+	    f,
+	    "usage: conclavectl make-credential --ca FILE --out CHALLENGE --secret-out FILE "
+	    "EVIDENCE\n"
+	    "Verifier side of credential activation: check the evidence's EK certificate chain "
+	    "and\n"
+	    "AK template, then wrap a fresh random credential (TPM2_MakeCredential, in software)\n"
+	    "that only the TPM holding that EK can open, and only for that AK.\n\n"
+	    "  --ca FILE          PEM bundle of EK manufacturer roots\n"
+	    "  --out FILE         challenge for the node ('conclavectl attest --activate FILE')\n"
+	    "  --secret-out FILE  the credential, kept by the verifier (written 0600; give it to\n"
+	    "                     'verify-evidence --credential' and delete it afterwards)\n");
 }
 
 int cmd_make_credential(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "ca", required_argument, NULL, 'c' },         { "out", required_argument, NULL, 'o' },
-		{ "secret-out", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "secret-out", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *ca_path = NULL, *out = NULL, *secret_out = NULL;

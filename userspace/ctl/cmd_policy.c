@@ -13,17 +13,19 @@
 
 static void policy_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl policy keygen --out PREFIX\n"
-		"       conclavectl policy sign --key FILE --in JSON --out FILE\n"
-		"       conclavectl policy from-evidence [--out FILE] EVIDENCE\n\n"
-		"keygen         create an Ed25519 policy-signing key: PREFIX.key (private, 0600) and\n"
-		"               PREFIX.pub (public); never overwrites existing files\n"
-		"sign           check a measurements JSON and sign it: --key the private key,\n"
-		"               --in the measurements file, --out the signed policy\n"
-		"from-evidence  write a measurements JSON (to --out or stdout) with every PCR value the\n"
-		"               evidence reports and its event log as the reference boot; use it only\n"
-		"               on evidence from a node you trust, then review and sign it\n");
+	fprintf(
+	    f,
+	    "usage: conclavectl policy keygen --out PREFIX\n"
+	    "       conclavectl policy sign --key FILE --in JSON --out FILE\n"
+	    "       conclavectl policy from-evidence [--out FILE] EVIDENCE\n\n"
+	    "keygen         create an Ed25519 policy-signing key: PREFIX.key (private, 0600) and\n"
+	    "               PREFIX.pub (public); never overwrites existing files\n"
+	    "sign           check a measurements JSON and sign it: --key the private key,\n"
+	    "               --in the measurements file, --out the signed policy\n"
+	    "from-evidence  write a measurements JSON (to --out or stdout) with every PCR value "
+	    "the\n"
+	    "               evidence reports and its event log as the reference boot; use it only\n"
+	    "               on evidence from a node you trust, then review and sign it\n");
 }
 
 static int keygen(int argc, char **argv)
@@ -123,9 +125,11 @@ static int reference_from_log(const struct evidence *ev, struct policy *p, struc
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < log.n_events; i++) {
-		const struct eventlog_digest *dg = eventlog_event_digest(&log.events[i], TPM_ALG_SHA256);
+		const struct eventlog_digest *dg =
+		    eventlog_event_digest(&log.events[i], TPM_ALG_SHA256);
 
-		if (log.events[i].type == EV_NO_ACTION || !dg || p->n_reference == POLICY_MAX_REFERENCE)
+		if (log.events[i].type == EV_NO_ACTION || !dg ||
+		    p->n_reference == POLICY_MAX_REFERENCE)
 			continue;
 		p->reference[p->n_reference].pcr = log.events[i].pcr;
 		p->reference[p->n_reference].type = log.events[i].type;

@@ -16,22 +16,24 @@
 
 static void verify_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl verify-evidence --policy FILE --policy-pubkey FILE --ca FILE\n"
-		"                                   --nonce HEX [options] EVIDENCE\n"
-		"Verify evidence: EK chain, AK template and activation, quote signature, nonce, PCR\n"
-		"digest, clock and counters, event-log replay, and every PCR of the signed policy.\n\n"
-		"  --policy FILE         signed policy ('conclavectl policy sign')\n"
-		"  --policy-pubkey FILE  Ed25519 public key (PEM) the policy must be signed with\n"
-		"  --ca FILE             PEM bundle of EK manufacturer roots\n"
-		"  --nonce HEX           the nonce given to 'conclavectl attest'\n"
-		"  --credential FILE     first contact: the credential from 'make-credential\n"
-		"                        --secret-out'; the evidence must prove it opened it\n"
-		"  --state DIR           remember nodes here (AK, TPM counters): later evidence from a\n"
-		"                        known node needs no credential, and counters may not go back\n"
-		"  --json                print the verdict as JSON\n\n"
-		"Exit status: 0 the evidence passes, 1 it is refused (each failed check is named),\n"
-		"2 usage error or unreadable input.\n");
+	fprintf(
+	    f,
+	    "usage: conclavectl verify-evidence --policy FILE --policy-pubkey FILE --ca FILE\n"
+	    "                                   --nonce HEX [options] EVIDENCE\n"
+	    "Verify evidence: EK chain, AK template and activation, quote signature, nonce, PCR\n"
+	    "digest, clock and counters, event-log replay, and every PCR of the signed policy.\n\n"
+	    "  --policy FILE         signed policy ('conclavectl policy sign')\n"
+	    "  --policy-pubkey FILE  Ed25519 public key (PEM) the policy must be signed with\n"
+	    "  --ca FILE             PEM bundle of EK manufacturer roots\n"
+	    "  --nonce HEX           the nonce given to 'conclavectl attest'\n"
+	    "  --credential FILE     first contact: the credential from 'make-credential\n"
+	    "                        --secret-out'; the evidence must prove it opened it\n"
+	    "  --state DIR           remember nodes here (AK, TPM counters): later evidence from "
+	    "a\n"
+	    "                        known node needs no credential, and counters may not go back\n"
+	    "  --json                print the verdict as JSON\n\n"
+	    "Exit status: 0 the evidence passes, 1 it is refused (each failed check is named),\n"
+	    "2 usage error or unreadable input.\n");
 }
 
 static const char *status_name(enum check_status s)
@@ -58,12 +60,14 @@ static void print_table(const struct verdict *v)
 		hex_encode(r->expected, 32, exp);
 		hex_encode(r->actual, 32, act);
 		printf("%-4d %.16s %.16s %s", i, exp, act,
-		       r->match ? "match" : r->warn_only ? "differs (warn only)" : "MISMATCH");
+		       r->match	      ? "match"
+		       : r->warn_only ? "differs (warn only)"
+				      : "MISMATCH");
 		if (!r->match && r->first_diff_event >= 0) {
 			const char *t = eventlog_type_name(r->first_diff_type);
 
-			printf(": first differing event #%ld at offset %zu (%s)", r->first_diff_event,
-			       r->first_diff_offset, t ? t : "unknown type");
+			printf(": first differing event #%ld at offset %zu (%s)",
+			       r->first_diff_event, r->first_diff_offset, t ? t : "unknown type");
 		}
 		printf("\n");
 	}
@@ -99,10 +103,11 @@ static void print_json(const struct verdict *v)
 		json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "name", json_object_new_string(verify_check_name(c)));
-		json_object_object_add(o, "status",
-				       json_object_new_string(v->checks[c].status == CHECK_FAIL ?
-								      "fail" :
-								      status_name(v->checks[c].status)));
+		json_object_object_add(
+		    o, "status",
+		    json_object_new_string(v->checks[c].status == CHECK_FAIL
+					       ? "fail"
+					       : status_name(v->checks[c].status)));
 		json_object_object_add(o, "detail", json_object_new_string(v->checks[c].msg));
 		json_object_array_add(checks, o);
 	}
@@ -122,10 +127,12 @@ static void print_json(const struct verdict *v)
 			json_object *fd = json_object_new_object();
 			const char *t = eventlog_type_name(r->first_diff_type);
 
-			json_object_object_add(fd, "event", json_object_new_int64(r->first_diff_event));
-			json_object_object_add(fd, "offset",
-					       json_object_new_int64((int64_t)r->first_diff_offset));
-			json_object_object_add(fd, "type", json_object_new_string(t ? t : "unknown"));
+			json_object_object_add(fd, "event",
+					       json_object_new_int64(r->first_diff_event));
+			json_object_object_add(
+			    fd, "offset", json_object_new_int64((int64_t)r->first_diff_offset));
+			json_object_object_add(fd, "type",
+					       json_object_new_string(t ? t : "unknown"));
 			json_object_object_add(o, "firstDifference", fd);
 		}
 		json_object_array_add(pcrs, o);
@@ -211,14 +218,17 @@ static int run_verify(const struct verify_args *a)
 	if (evidence_decode(ev_buf, ev_len, &ev, &d) < 0) {
 		memset(&v, 0, sizeof(v));
 		v.checks[CHECK_FORMAT] = (struct check_result){ CHECK_FAIL, "" };
-		snprintf(v.checks[CHECK_FORMAT].msg, sizeof(v.checks[CHECK_FORMAT].msg), "%s", d.msg);
+		snprintf(v.checks[CHECK_FORMAT].msg, sizeof(v.checks[CHECK_FORMAT].msg), "%s",
+			 d.msg);
 		for (int c = 1; c < CHECK_COUNT; c++)
 			v.checks[c] = (struct check_result){ CHECK_FAIL, "not run: format failed" };
 		a->json ? print_json(&v) : print_table(&v);
 		goto out;
 	}
 	nonce_qualifying_data(nonce, nonce_len, qdata);
-	p = (struct verify_params){ .policy = &pol, .ca = ca, .qdata = qdata, .qlen = sizeof(qdata) };
+	p = (struct verify_params){
+		.policy = &pol, .ca = ca, .qdata = qdata, .qlen = sizeof(qdata)
+	};
 	if (cred) {
 		p.credential = cred->data;
 		p.credential_len = cred->len;
@@ -255,10 +265,14 @@ out:
 int cmd_verify_evidence(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "policy", required_argument, NULL, 'p' },     { "policy-pubkey", required_argument, NULL, 'k' },
-		{ "ca", required_argument, NULL, 'c' },         { "nonce", required_argument, NULL, 'n' },
-		{ "credential", required_argument, NULL, 'C' }, { "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },             { "help", no_argument, NULL, 'h' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "policy-pubkey", required_argument, NULL, 'k' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "nonce", required_argument, NULL, 'n' },
+		{ "credential", required_argument, NULL, 'C' },
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct verify_args a = { 0 };

@@ -24,6 +24,7 @@ int parse_pcr_list(const char *s, uint32_t *mask);
 int read_input(const char *what, const char *path, size_t max, uint8_t **buf, size_t *len);
 
 /* Write an output file (mode 0600 for secrets, 0644 otherwise) or "-" for stdout. */
-int write_output(const char *what, const char *path, const void *buf, size_t len, unsigned int mode);
+int write_output(const char *what, const char *path, const void *buf, size_t len,
+		 unsigned int mode);
 
 #endif

@@ -25,8 +25,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: conclavectl COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'conclavectl COMMAND --help' describes every option of a command.\n"
-		   "Exit status: 0 success, 1 refused or failed, 2 usage error or unreadable input.\n");
+	fprintf(
+	    f, "\n'conclavectl COMMAND --help' describes every option of a command.\n"
+	       "Exit status: 0 success, 1 refused or failed, 2 usage error or unreadable input.\n");
 }
 
 int main(int argc, char **argv)

@@ -134,8 +134,8 @@ int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, stru
 		}
 		ev.activation = (struct blob){ proof, sizeof(proof) };
 	}
-	ret = tpm_quote(t, &ak, o->qdata, o->qlen, o->pcr_mask, &attest, &attest_len, &sig, &sig_len,
-			ev.pcrs, d);
+	ret = tpm_quote(t, &ak, o->qdata, o->qlen, o->pcr_mask, &attest, &attest_len, &sig,
+			&sig_len, ev.pcrs, d);
 	if (ret < 0)
 		goto out;
 	if (Tss2_MU_TPMT_PUBLIC_Marshal(&ak.pub.publicArea, akpub, sizeof(akpub), &akpub_len)) {
@@ -222,7 +222,8 @@ int attest_make_challenge(const struct evidence *ev, X509_STORE *ca, uint8_t **o
 	cred = secret_random(32);
 	if (!cred)
 		return -ENOMEM;
-	ret = tpmobj_make_credential(&ek_pub, name, name_len, cred->data, cred->len, &blob, &enc, d);
+	ret =
+	    tpmobj_make_credential(&ek_pub, name, name_len, cred->data, cred->len, &blob, &enc, d);
 	if (ret == 0)
 		ret = marshal_challenge(&blob, &enc, name, name_len, out, len);
 	if (ret < 0) {

@@ -27,14 +27,14 @@ static int rd_uint(struct reader *r, size_t n, bool big_endian, uint64_t *v)
 	return 0;
 }
 
-#define DEFINE_RD(name, type, n, be)                    \
-	int name(struct reader *r, type *v)             \
-	{                                               \
-		uint64_t x;                             \
-		int ret = rd_uint(r, n, be, &x);        \
-		if (ret == 0)                           \
-			*v = (type)x;                   \
-		return ret;                             \
+#define DEFINE_RD(name, type, n, be)             \
+	int name(struct reader *r, type *v)      \
+	{                                        \
+		uint64_t x;                      \
+		int ret = rd_uint(r, n, be, &x); \
+		if (ret == 0)                    \
+			*v = (type)x;            \
+		return ret;                      \
 	}
 
 DEFINE_RD(rd_u8, uint8_t, 1, true)

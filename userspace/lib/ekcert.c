@@ -78,7 +78,8 @@ int ekcert_verify(X509_STORE *store, const struct blob *cert, const struct blob 
 
 		if (!x || !sk_X509_push(untrusted, x)) {
 			X509_free(x);
-			diag_set(d, "EK chain certificate %zu is not a DER X.509 certificate", i + 1);
+			diag_set(d, "EK chain certificate %zu is not a DER X.509 certificate",
+				 i + 1);
 			ret = -EBADMSG;
 			goto out;
 		}

@@ -46,8 +46,8 @@ static const struct schema challenge_schema = { "challenge", "CCHL", challenge_r
 /* Called once per decoded field; the callback stores it into its document. */
 typedef int (*field_fn)(void *doc, uint16_t tag, struct blob b, struct diag *d);
 
-static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, void *doc, field_fn fn,
-		      struct diag *d)
+static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, void *doc,
+		      field_fn fn, struct diag *d)
 {
 	struct reader r = reader_init(buf, len);
 	unsigned int seen[16] = { 0 };
@@ -55,7 +55,8 @@ static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, vo
 	uint16_t version, count;
 
 	if (len > EVIDENCE_MAX_SIZE) {
-		diag_set(d, "%s of %zu bytes exceeds the limit of %u", s->what, len, EVIDENCE_MAX_SIZE);
+		diag_set(d, "%s of %zu bytes exceeds the limit of %u", s->what, len,
+			 EVIDENCE_MAX_SIZE);
 		return -EFBIG;
 	}
 	if (rd_bytes(&r, 4, &magic) < 0 || rd_be16(&r, &version) < 0 || rd_be16(&r, &count) < 0) {
@@ -67,8 +68,8 @@ static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, vo
 		return -EBADMSG;
 	}
 	if (version != EVIDENCE_VERSION) {
-		diag_set(d, "offset 4: %s version %u is not supported (expected %u)", s->what, version,
-			 EVIDENCE_VERSION);
+		diag_set(d, "offset 4: %s version %u is not supported (expected %u)", s->what,
+			 version, EVIDENCE_VERSION);
 		return -ENOTSUP;
 	}
 	for (unsigned int i = 0; i < count; i++) {
@@ -79,7 +80,8 @@ static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, vo
 		int ret;
 
 		if (rd_be16(&r, &tag) < 0 || rd_be32(&r, &flen) < 0) {
-			diag_set(d, "offset %zu: truncated field header (field %u of %u)", off, i + 1, count);
+			diag_set(d, "offset %zu: truncated field header (field %u of %u)", off,
+				 i + 1, count);
 			return -EBADMSG;
 		}
 		if (tag == 0 || tag >= s->n_rules) {
@@ -109,7 +111,8 @@ static int tlv_decode(const struct schema *s, const uint8_t *buf, size_t len, vo
 		}
 	}
 	if (reader_left(&r)) {
-		diag_set(d, "offset %zu: %zu trailing bytes after the last field", r.off, reader_left(&r));
+		diag_set(d, "offset %zu: %zu trailing bytes after the last field", r.off,
+			 reader_left(&r));
 		return -EBADMSG;
 	}
 	for (unsigned int tag = 1; tag < s->n_rules; tag++)
@@ -189,18 +192,10 @@ static int evidence_field(void *doc, uint16_t tag, struct blob b, struct diag *d
 	struct evidence *ev = doc;
 
 	switch (tag) {
-	case EV_TAG_QUOTE:
-		ev->quote = b;
-		break;
-	case EV_TAG_SIGNATURE:
-		ev->signature = b;
-		break;
-	case EV_TAG_AK_PUBLIC:
-		ev->ak_public = b;
-		break;
-	case EV_TAG_EK_CERT:
-		ev->ek_cert = b;
-		break;
+	case EV_TAG_QUOTE: ev->quote = b; break;
+	case EV_TAG_SIGNATURE: ev->signature = b; break;
+	case EV_TAG_AK_PUBLIC: ev->ak_public = b; break;
+	case EV_TAG_EK_CERT: ev->ek_cert = b; break;
 	case EV_TAG_EK_CHAIN:
 		if (ev->n_chain == EVIDENCE_MAX_CHAIN) {
 			diag_set(d, "more than %d chain certificates", EVIDENCE_MAX_CHAIN);
@@ -208,11 +203,8 @@ static int evidence_field(void *doc, uint16_t tag, struct blob b, struct diag *d
 		}
 		ev->ek_chain[ev->n_chain++] = b;
 		break;
-	case EV_TAG_PCRS:
-		return pcrs_field(ev, b, d);
-	case EV_TAG_EVENT_LOG:
-		ev->event_log = b;
-		break;
+	case EV_TAG_PCRS: return pcrs_field(ev, b, d);
+	case EV_TAG_EVENT_LOG: ev->event_log = b; break;
 	case EV_TAG_ACTIVATION:
 		if (b.len != 32) {
 			diag_set(d, "must be 32 bytes, not %zu", b.len);
@@ -235,8 +227,8 @@ int evidence_encode(const struct evidence *ev, uint8_t **out, size_t *len)
 	struct writer w = { 0 };
 	uint8_t pcrbuf[4 + 24 * 32];
 	struct blob pcrs = { pcrbuf, 4 };
-	struct blob fields[] = { ev->quote, ev->signature, ev->ak_public, ev->ek_cert, pcrs,
-				 ev->event_log, ev->activation };
+	struct blob fields[] = { ev->quote, ev->signature, ev->ak_public, ev->ek_cert,
+				 pcrs,	    ev->event_log, ev->activation };
 
 	if (ev->n_chain > EVIDENCE_MAX_CHAIN)
 		return -EINVAL;
@@ -260,8 +252,8 @@ int evidence_encode(const struct evidence *ev, uint8_t **out, size_t *len)
 	tlv_field(&w, EV_TAG_PCRS, pcrs);
 	tlv_field(&w, EV_TAG_EVENT_LOG, ev->event_log);
 	tlv_field(&w, EV_TAG_ACTIVATION, ev->activation);
-	return tlv_finish(&w, (uint16_t)(count_fields(fields, ARRAY_SIZE(fields)) + ev->n_chain), out,
-			  len);
+	return tlv_finish(&w, (uint16_t)(count_fields(fields, ARRAY_SIZE(fields)) + ev->n_chain),
+			  out, len);
 }
 
 static int challenge_field(void *doc, uint16_t tag, struct blob b, struct diag *d)

@@ -48,7 +48,8 @@ int nodestore_load(const char *dir, const uint8_t id_in[32], struct node_record 
 	    hex_decode(node_hex, got_id, sizeof(got_id), &got) < 0 || got != 32 ||
 	    memcmp(got_id, id, 32) ||
 	    hex_decode(ak_hex, n->ak_name, sizeof(n->ak_name), &n->ak_name_len) < 0) {
-		diag_set(d, "node record %s is corrupt; refusing to guess (remove it to re-enrol)", path);
+		diag_set(d, "node record %s is corrupt; refusing to guess (remove it to re-enrol)",
+			 path);
 		node_record_clear(n);
 		goto out;
 	}
@@ -75,11 +76,10 @@ int nodestore_save(const char *dir, const struct node_record *n, struct diag *d)
 	record_path(dir, n->node_id, path, sizeof(path));
 	hex_encode(n->node_id, 32, node_hex);
 	hex_encode(n->ak_name, n->ak_name_len, ak_hex);
-	len = snprintf(text, sizeof(text),
-		       RECORD_MAGIC "\nnode %s\nak %s\nreset %" PRIu32 "\nrestart %" PRIu32
-				    "\nclock %llu\n",
-		       node_hex, ak_hex, n->reset_count, n->restart_count,
-		       (unsigned long long)n->clock);
+	len = snprintf(
+	    text, sizeof(text),
+	    RECORD_MAGIC "\nnode %s\nak %s\nreset %" PRIu32 "\nrestart %" PRIu32 "\nclock %llu\n",
+	    node_hex, ak_hex, n->reset_count, n->restart_count, (unsigned long long)n->clock);
 	ret = write_file_atomic(path, text, (size_t)len, 0600);
 	if (ret < 0)
 		diag_set(d, "cannot write node record %s: %s", path, strerror(-ret));

@@ -293,18 +293,12 @@ static int scan_value(struct scan *s, const char *path)
 	if (s->p >= s->end)
 		return scan_fail(s, path, "unexpected end of input");
 	switch (*s->p) {
-	case '{':
-		return scan_object(s, path);
-	case '[':
-		return scan_array(s, path);
-	case '"':
-		return scan_string(s, path, NULL);
-	case 't':
-		return scan_literal(s, path, "true");
-	case 'f':
-		return scan_literal(s, path, "false");
-	case 'n':
-		return scan_literal(s, path, "null");
+	case '{': return scan_object(s, path);
+	case '[': return scan_array(s, path);
+	case '"': return scan_string(s, path, NULL);
+	case 't': return scan_literal(s, path, "true");
+	case 'f': return scan_literal(s, path, "false");
+	case 'n': return scan_literal(s, path, "null");
 	default:
 		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
 			return scan_number(s, path);
@@ -364,20 +358,13 @@ static int json_load(const char *buf, size_t len, size_t max, struct json_object
 static const char *type_name(enum json_type t)
 {
 	switch (t) {
-	case json_type_null:
-		return "null";
-	case json_type_boolean:
-		return "boolean";
-	case json_type_double:
-		return "non-integer number";
-	case json_type_int:
-		return "integer";
-	case json_type_object:
-		return "object";
-	case json_type_array:
-		return "array";
-	case json_type_string:
-		return "string";
+	case json_type_null: return "null";
+	case json_type_boolean: return "boolean";
+	case json_type_double: return "non-integer number";
+	case json_type_int: return "integer";
+	case json_type_object: return "object";
+	case json_type_array: return "array";
+	case json_type_string: return "string";
 	}
 	return "unknown";
 }

@@ -30,16 +30,11 @@ static const uint8_t ek_policy_a[SHA256_LEN] = {
 static const EVP_MD *name_md(TPMI_ALG_HASH alg)
 {
 	switch (alg) {
-	case TPM2_ALG_SHA1:
-		return EVP_sha1();
-	case TPM2_ALG_SHA256:
-		return EVP_sha256();
-	case TPM2_ALG_SHA384:
-		return EVP_sha384();
-	case TPM2_ALG_SHA512:
-		return EVP_sha512();
-	default:
-		return NULL;
+	case TPM2_ALG_SHA1: return EVP_sha1();
+	case TPM2_ALG_SHA256: return EVP_sha256();
+	case TPM2_ALG_SHA384: return EVP_sha384();
+	case TPM2_ALG_SHA512: return EVP_sha512();
+	default: return NULL;
 	}
 }
 
@@ -125,12 +120,9 @@ int tpmobj_check_ak(const TPMT_PUBLIC *pub, struct diag *d)
 				"key must not"),
 		       -EINVAL;
 	switch (pub->type) {
-	case TPM2_ALG_ECC:
-		return check_ak_ecc(&pub->parameters.eccDetail, &pub->unique.ecc, d);
-	case TPM2_ALG_RSA:
-		return check_ak_rsa(&pub->parameters.rsaDetail, &pub->unique.rsa, d);
-	default:
-		return diag_set(d, "AK type 0x%04x is neither ECC nor RSA", pub->type), -EINVAL;
+	case TPM2_ALG_ECC: return check_ak_ecc(&pub->parameters.eccDetail, &pub->unique.ecc, d);
+	case TPM2_ALG_RSA: return check_ak_rsa(&pub->parameters.rsaDetail, &pub->unique.rsa, d);
+	default: return diag_set(d, "AK type 0x%04x is neither ECC nor RSA", pub->type), -EINVAL;
 	}
 }
 
@@ -240,12 +232,9 @@ out:
 int tpmobj_pubkey(const TPMT_PUBLIC *pub, EVP_PKEY **out, struct diag *d)
 {
 	switch (pub->type) {
-	case TPM2_ALG_ECC:
-		return pubkey_ecc(pub, out, d);
-	case TPM2_ALG_RSA:
-		return pubkey_rsa(pub, out, d);
-	default:
-		return diag_set(d, "key type 0x%04x is neither RSA nor ECC", pub->type), -ENOTSUP;
+	case TPM2_ALG_ECC: return pubkey_ecc(pub, out, d);
+	case TPM2_ALG_RSA: return pubkey_rsa(pub, out, d);
+	default: return diag_set(d, "key type 0x%04x is neither RSA nor ECC", pub->type), -ENOTSUP;
 	}
 }
 
@@ -282,8 +271,7 @@ int tpmobj_ek_template(uint16_t alg, TPM2B_PUBLIC *out)
 		p->unique.ecc.x.size = P256_LEN;
 		p->unique.ecc.y.size = P256_LEN;
 		return 0;
-	default:
-		return -ENOTSUP;
+	default: return -ENOTSUP;
 	}
 }
 
@@ -350,12 +338,9 @@ int tpmobj_ek_from_cert(X509 *cert, TPM2B_PUBLIC *out, struct diag *d)
 	if (!pkey)
 		return diag_set(d, "EK certificate public key could not be decoded"), -EINVAL;
 	switch (EVP_PKEY_get_base_id(pkey)) {
-	case EVP_PKEY_RSA:
-		return ek_from_rsa(pkey, out, d);
-	case EVP_PKEY_EC:
-		return ek_from_ec(pkey, out, d);
-	default:
-		return diag_set(d, "EK certificate key is neither RSA nor EC"), -ENOTSUP;
+	case EVP_PKEY_RSA: return ek_from_rsa(pkey, out, d);
+	case EVP_PKEY_EC: return ek_from_ec(pkey, out, d);
+	default: return diag_set(d, "EK certificate key is neither RSA nor EC"), -ENOTSUP;
 	}
 }
 

@@ -40,7 +40,7 @@ const char *verify_check_name(enum verify_check c)
 }
 
 static void set(struct verdict *v, enum verify_check c, enum check_status st, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void set(struct verdict *v, enum verify_check c, enum check_status st, const char *fmt, ...)
 {
 	va_list ap;
@@ -79,8 +79,8 @@ int activation_proof(const uint8_t *credential, size_t cred_len, const uint8_t *
 	memcpy(msg, label, sizeof(label));
 	memcpy(msg + sizeof(label), ak_name, name_len);
 	memcpy(msg + sizeof(label) + name_len, qdata, qlen);
-	if (!HMAC(EVP_sha256(), credential, (int)cred_len, msg, sizeof(label) + name_len + qlen, proof,
-		  &out_len))
+	if (!HMAC(EVP_sha256(), credential, (int)cred_len, msg, sizeof(label) + name_len + qlen,
+		  proof, &out_len))
 		return -EIO;
 	return 0;
 }
@@ -184,7 +184,8 @@ static void check_ak(const struct verify_params *p, struct parsed *ps, const str
 				     p->qdata, p->qlen, proof) < 0 ||
 		    CRYPTO_memcmp(proof, ev->activation.p, 32) != 0) {
 			set(v, CHECK_AK_ACTIVATION, CHECK_FAIL,
-			    "activation proof does not match: the AK was not activated by this EK's TPM");
+			    "activation proof does not match: the AK was not activated by this "
+			    "EK's TPM");
 			return;
 		}
 		set(v, CHECK_AK_ACTIVATION, CHECK_PASS, "credential activated by the EK's TPM");
@@ -279,8 +280,8 @@ static void check_signature(const struct evidence *ev, const struct verify_param
 	    ps->sig.signature.any.hashAlg != TPM2_ALG_SHA256 ||
 	    scheme->details.anySig.hashAlg != TPM2_ALG_SHA256) {
 		set(v, CHECK_SIGNATURE, CHECK_FAIL,
-		    "signature scheme 0x%04x/hash 0x%04x is not the AK's fixed scheme", ps->sig.sigAlg,
-		    ps->sig.signature.any.hashAlg);
+		    "signature scheme 0x%04x/hash 0x%04x is not the AK's fixed scheme",
+		    ps->sig.sigAlg, ps->sig.signature.any.hashAlg);
 		return;
 	}
 	if (ps->sig.sigAlg == TPM2_ALG_ECDSA) {
@@ -349,7 +350,8 @@ static void check_pcrs(const struct evidence *ev, const struct verify_params *p,
 	if (!ps->have_attest)
 		return;
 	if (sel->count != 1 || sel->pcrSelections[0].hash != TPM2_ALG_SHA256) {
-		set(v, CHECK_PCR_SELECTION, CHECK_FAIL, "quote must select exactly the SHA-256 bank");
+		set(v, CHECK_PCR_SELECTION, CHECK_FAIL,
+		    "quote must select exactly the SHA-256 bank");
 		return;
 	}
 	for (unsigned int i = 0; i < sel->pcrSelections[0].sizeofSelect && i < 4; i++)
@@ -373,7 +375,8 @@ static void check_pcrs(const struct evidence *ev, const struct verify_params *p,
 		}
 	SHA256(values, n, digest);
 	if (qd->size != 32 || CRYPTO_memcmp(qd->buffer, digest, 32) != 0)
-		set(v, CHECK_PCR_DIGEST, CHECK_FAIL, "reported PCR values do not hash to the quoted digest");
+		set(v, CHECK_PCR_DIGEST, CHECK_FAIL,
+		    "reported PCR values do not hash to the quoted digest");
 	else
 		set(v, CHECK_PCR_DIGEST, CHECK_PASS, "PCR values match the quoted digest");
 }
@@ -390,7 +393,8 @@ static void check_clock(const struct verify_params *p, struct parsed *ps, struct
 	v->restart_count = ci->restartCount;
 	if (ci->safe != TPM2_YES)
 		set(v, CHECK_CLOCK_SAFE, CHECK_FAIL,
-		    "TPM clock not safe: it may have run backwards since the last orderly shutdown");
+		    "TPM clock not safe: it may have run backwards since the last orderly "
+		    "shutdown");
 	else
 		set(v, CHECK_CLOCK_SAFE, CHECK_PASS, "clock safe");
 	if (!n || !n->known || memcmp(n->node_id, v->node_id, 32) != 0) {
@@ -399,11 +403,12 @@ static void check_clock(const struct verify_params *p, struct parsed *ps, struct
 	}
 	/* Keylime's rule: a reboot moves resetCount on; without one, the clock must advance. */
 	if (ci->resetCount < n->reset_count)
-		set(v, CHECK_COUNTERS, CHECK_FAIL, "resetCount went backwards (%u < %u): TPM state rolled back",
-		    ci->resetCount, n->reset_count);
+		set(v, CHECK_COUNTERS, CHECK_FAIL,
+		    "resetCount went backwards (%u < %u): TPM state rolled back", ci->resetCount,
+		    n->reset_count);
 	else if (ci->resetCount == n->reset_count && ci->restartCount < n->restart_count)
-		set(v, CHECK_COUNTERS, CHECK_FAIL, "restartCount went backwards (%u < %u)", ci->restartCount,
-		    n->restart_count);
+		set(v, CHECK_COUNTERS, CHECK_FAIL, "restartCount went backwards (%u < %u)",
+		    ci->restartCount, n->restart_count);
 	else if (ci->resetCount == n->reset_count && ci->restartCount == n->restart_count &&
 		 ci->clock <= n->clock)
 		set(v, CHECK_COUNTERS, CHECK_FAIL,
@@ -421,7 +426,8 @@ static void check_event_log(const struct evidence *ev, struct parsed *ps, struct
 	size_t size;
 
 	if (!ev->event_log.p) {
-		set(v, CHECK_EVENT_LOG, CHECK_WARN, "no event log: PCRs checked against the policy only");
+		set(v, CHECK_EVENT_LOG, CHECK_WARN,
+		    "no event log: PCRs checked against the policy only");
 		return;
 	}
 	if (eventlog_parse(ev->event_log.p, ev->event_log.len, &ps->log, &d) < 0) {
@@ -440,7 +446,8 @@ static void check_event_log(const struct evidence *ev, struct parsed *ps, struct
 		unsigned int first = (unsigned int)__builtin_ctz(bad);
 
 		set(v, CHECK_EVENT_LOG, CHECK_FAIL,
-		    "replay does not match the quoted PCRs (mask 0x%06x, first PCR %u): log edited or incomplete",
+		    "replay does not match the quoted PCRs (mask 0x%06x, first PCR %u): log edited "
+		    "or incomplete",
 		    bad, first);
 	} else {
 		set(v, CHECK_EVENT_LOG, CHECK_PASS, "%zu events replay to the quoted PCRs",
@@ -465,7 +472,8 @@ static void explain_mismatch(const struct policy *pol, struct parsed *ps, unsign
 	for (size_t i = 0; i < pol->n_reference; i++)
 		if (pol->reference[i].pcr == pcr)
 			memcpy(ref[n++], pol->reference[i].digest, 32);
-	idx = eventlog_first_difference(&ps->log, pcr, TPM_ALG_SHA256, (const void *)ref, n, &ref_index);
+	idx = eventlog_first_difference(&ps->log, pcr, TPM_ALG_SHA256, (const void *)ref, n,
+					&ref_index);
 	free(ref);
 	if (idx >= 0) {
 		r->first_diff_event = idx;
@@ -474,8 +482,8 @@ static void explain_mismatch(const struct policy *pol, struct parsed *ps, unsign
 	}
 }
 
-static void check_policy(const struct evidence *ev, const struct verify_params *p, struct parsed *ps,
-			 struct verdict *v)
+static void check_policy(const struct evidence *ev, const struct verify_params *p,
+			 struct parsed *ps, struct verdict *v)
 {
 	unsigned int failed = 0, warned = 0;
 	char list[128] = "";
@@ -500,7 +508,8 @@ static void check_policy(const struct evidence *ev, const struct verify_params *
 			continue;
 		}
 		failed++;
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u", failed > 1 ? "," : "", i);
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u",
+			 failed > 1 ? "," : "", i);
 	}
 	if (failed)
 		set(v, CHECK_POLICY, CHECK_FAIL, "PCR %s not as the policy expects", list);
