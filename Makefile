@@ -65,7 +65,9 @@ $(BUILD)/tests/lib/%.o: tests/lib/%.c
 tests: $(TESTS) $(TOOLS) $(CTL)
 
 # The whole suite: unit, integration (real swtpm), shell contract tests. Ends with "N passed, N failed".
-check: all
+# Dependencies first, then a sub-make: pkg-config flags must be read after the install.
+check: install-deps
+	$(MAKE) all
 	scripts/run-tests $(BUILD)
 
 # AddressSanitizer + UBSan build of the same tests, in its own build directory.
@@ -97,10 +99,12 @@ lint:
 format:
 	clang-format -i $(LINT_SRC)
 
-bench: all
+bench: install-deps
+	$(MAKE) all
 	scripts/bench-attest $(BUILD)
 
-demo: install-deps all
+demo: install-deps
+	$(MAKE) all
 	scripts/demo $(BUILD)
 
 install-deps:

@@ -32,6 +32,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* tpm2-tss logs its own ERROR lines for conditions we handle and report with the decoded
+	 * response code; keep them quiet unless the user asked for them. */
+	setenv("TSS2_LOG", "all+none", 0);
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
