@@ -31,4 +31,8 @@ int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
  * directory with the given mode (O_EXCL, O_NOFOLLOW), fsync'ed, then renamed over path. */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned int mode);
 
+/* Create path, which must not exist (O_EXCL, O_NOFOLLOW), with data and exactly mode, fsync'ed;
+ * removed again on failure. For files that must never be overwritten, such as keys. */
+int write_file_new(const char *path, const void *data, size_t len, unsigned int mode);
+
 #endif

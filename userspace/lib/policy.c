@@ -978,40 +978,6 @@ int policy_verify(const char *signed_doc, size_t len, EVP_PKEY *pub, struct poli
 	return ret;
 }
 
-/* Create path, which must not exist yet, with data and exactly mode; on failure remove it.
- * (write_file_atomic renames over an existing file, which a key must never do.) */
-static int create_new_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	const uint8_t *p = data;
-	int fd, ret = 0;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	/* The umask must not change what the caller asked for. */
-	if (fchmod(fd, mode) < 0)
-		ret = -errno;
-	while (ret == 0 && len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			ret = -errno;
-		} else {
-			p += w;
-			len -= (size_t)w;
-		}
-	}
-	if (ret == 0 && fsync(fd) < 0)
-		ret = -errno;
-	if (close(fd) < 0 && ret == 0)
-		ret = -errno;
-	if (ret < 0)
-		unlink(path);
-	return ret;
-}
-
 /* Write key as PEM (PKCS#8 private or SubjectPublicKeyInfo) to a new file; the serialized private
  * key is wiped from memory afterwards. */
 static int write_pem(const char *path, EVP_PKEY *key, bool private, struct diag *d)
@@ -1032,7 +998,7 @@ static int write_pem(const char *path, EVP_PKEY *key, bool private, struct diag 
 			 path);
 		ret = -EIO;
 	} else {
-		ret = create_new_file(path, data, (size_t)n, private ? 0600 : 0644);
+		ret = write_file_new(path, data, (size_t)n, private ? 0600 : 0644);
 		if (ret == -EEXIST)
 			diag_set(d, "%s already exists; refusing to overwrite a policy key", path);
 		else if (ret < 0)

@@ -103,22 +103,13 @@ int read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
 	return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, unsigned int mode)
+/* Create path exclusively with exactly mode, write everything and fsync. */
+static int create_and_write(const char *path, const void *data, size_t len, unsigned int mode)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	uint8_t rnd[8];
-	char rhex[17];
 	const uint8_t *p = data;
-	int fd, dfd, ret = 0;
+	int fd, ret = 0;
 
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return -EIO;
-	hex_encode(rnd, sizeof(rnd), rhex);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, rhex) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
 	/* The umask must not widen or narrow what the caller asked for. */
@@ -140,9 +131,35 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned i
 		ret = -errno;
 	if (close(fd) < 0 && ret == 0)
 		ret = -errno;
-	if (ret == 0 && rename(tmp, path) < 0)
+	if (ret < 0)
+		unlink(path);
+	return ret;
+}
+
+int write_file_new(const char *path, const void *data, size_t len, unsigned int mode)
+{
+	return create_and_write(path, data, len, mode);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned int mode)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	uint8_t rnd[8];
+	char rhex[17];
+	int dfd, ret;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -EIO;
+	hex_encode(rnd, sizeof(rnd), rhex);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, rhex) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	ret = create_and_write(tmp, data, len, mode);
+	if (ret < 0)
+		return ret;
+	if (rename(tmp, path) < 0) {
 		ret = -errno;
-	if (ret < 0) {
 		unlink(tmp);
 		return ret;
 	}
