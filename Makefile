@@ -17,6 +17,15 @@ CPPFLAGS += -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -DINTERNAL
 ALL_CFLAGS = -std=gnu11 $(WARN) -fstack-protector-strong -fPIC -MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS += $(PKG_LIBS)
 
+# eBPF: bpf/NAME.bpf.c -> $(BUILD)/bpf/NAME.bpf.o -> $(BUILD)/bpf/NAME.skel.h (bpftool gen skeleton).
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
+BPF_SKEL := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.skel.h)
+BPF_CFLAGS := -g -O2 -target bpf -Wall -Wextra -Werror -Iinclude -Ibpf -D__TARGET_ARCH_x86 \
+	-idirafter /usr/include/$(shell $(CC) -dumpmachine)
+CPPFLAGS += -I$(BUILD)/bpf
+LDLIBS += -lbpf -lelf -lz
+
 LIB_SRC := $(wildcard userspace/lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libconclave.a
@@ -27,7 +36,7 @@ CTL := $(BUILD)/conclavectl
 
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c tests/bpf/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRC:%.c=$(BUILD)/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS := $(TOOL_SRC:%.c=$(BUILD)/%)
@@ -41,7 +50,17 @@ FUZZ_SECONDS ?= 20
 
 .SECONDARY:
 .PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps
-all: $(LIB) $(CTL) $(TESTS) $(TOOLS)
+all: $(BPF_SKEL) $(LIB) $(CTL) $(TESTS) $(TOOLS)
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	bpftool gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+# Userspace objects may include skeletons: build those first.
+$(LIB_OBJ) $(CTL_OBJ): | $(BPF_SKEL)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,7 +95,7 @@ asan:
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		LDFLAGS="-fsanitize=address,undefined" check
 
-$(FUZZ_BUILD)/userspace/lib/%.o: userspace/lib/%.c
+$(FUZZ_BUILD)/userspace/lib/%.o: userspace/lib/%.c | $(BPF_SKEL)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CPPFLAGS) -std=gnu11 -g -O1 $(FUZZ_FLAGS) -c $< -o $@
 
