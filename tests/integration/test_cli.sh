@@ -24,7 +24,7 @@ contains() {
 	if grep -q -- "$1" "$work/out"; then ok "$2"; else not_ok "$2" "output lacks '$1'" "$(grep -iE "fail|error|refused" "$work/out" | head -5)" "$(tail -3 "$work/out")"; fi
 }
 
-echo "1..26"
+echo "1..28"
 tcti=$("$root/tests/tools/swtpm-env" start "$work/tpm") || { echo "Bail out! swtpm did not start"; exit 1; }
 ca=$("$root/tests/tools/swtpm-env" ca "$work/tpm")
 "$build/tests/tools/replay-log" "$tcti" "$root/tests/data/eventlogs/eventlog-uki.bin" >/dev/null ||
@@ -67,6 +67,8 @@ contains "failed checks: .*nonce" "the refusal names the nonce check"
 "$ctl" policy keygen --out "$work/other" >/dev/null
 expect 1 "a policy signed by another key is refused" "$ctl" verify-evidence --policy "$work/policy.signed" --policy-pubkey "$work/other.pub" --ca "$ca" --nonce "$nonce" --credential "$work/cred" "$work/ev1"
 contains "policy-signature" "the refusal names the policy signature"
+expect 1 "the same refusal with --json" "$ctl" verify-evidence --json --policy "$work/policy.signed" --policy-pubkey "$work/other.pub" --ca "$ca" --nonce "$nonce" "$work/ev1"
+contains '"name":"policy-signature"' "--json names the policy-signature check"
 
 expect 2 "unreadable evidence is exit 2" "$ctl" "${verify[@]}" --nonce "$nonce" "$work/does-not-exist"
 head -c 100 "$work/ev1" >"$work/truncated"

@@ -150,13 +150,22 @@ static void print_json(const struct verdict *v)
 /* A policy that cannot be trusted refuses the evidence; say so in the same shape. */
 static int refuse_policy(bool json, const char *why)
 {
-	if (json)
-		printf("{\"ok\": false, \"checks\": [{\"name\": \"policy-signature\", \"status\": "
-		       "\"fail\", \"detail\": \"%s\"}]}\n",
-		       "policy refused; see stderr");
-	else
+	if (json) {
+		json_object *root = json_object_new_object(), *checks = json_object_new_array();
+		json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "name", json_object_new_string("policy-signature"));
+		json_object_object_add(c, "status", json_object_new_string("fail"));
+		json_object_object_add(c, "detail", json_object_new_string(why));
+		json_object_array_add(checks, c);
+		json_object_object_add(root, "ok", json_object_new_boolean(false));
+		json_object_object_add(root, "checks", checks);
+		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
+		json_object_put(root);
+	} else {
 		printf("%-16s %-6s %s\n\nverdict: REFUSED; failed checks: policy-signature\n",
 		       "policy-signature", "FAIL", why);
+	}
 	fprintf(stderr, "conclavectl: policy refused: %s\n", why);
 	return EXIT_REFUSED;
 }
