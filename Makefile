@@ -22,7 +22,7 @@ BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
 BPF_SKEL := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.skel.h)
 BPF_CFLAGS := -g -O2 -target bpf -Wall -Wextra -Werror -Iinclude -Ibpf -D__TARGET_ARCH_x86 \
-	-idirafter /usr/include/$(shell $(CC) -dumpmachine)
+	-idirafter /usr/include/$(shell $(CLANG) -print-multiarch)
 CPPFLAGS += -I$(BUILD)/bpf
 LDLIBS += -lbpf -lelf -lz
 
@@ -33,6 +33,10 @@ LIB := $(BUILD)/libconclave.a
 CTL_SRC := $(wildcard userspace/ctl/*.c)
 CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/%.o)
 CTL := $(BUILD)/conclavectl
+
+INIT_SRC := $(wildcard userspace/init/*.c)
+INIT_OBJ := $(INIT_SRC:%.c=$(BUILD)/%.o)
+INIT := $(BUILD)/conclave-init
 
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
@@ -49,8 +53,8 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 FUZZ_SECONDS ?= 20
 
 .SECONDARY:
-.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps
-all: $(BPF_SKEL) $(LIB) $(CTL) $(TESTS) $(TOOLS)
+.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e
+all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(TESTS) $(TOOLS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
 	@mkdir -p $(dir $@)
@@ -73,6 +77,9 @@ $(LIB): $(LIB_OBJ)
 $(CTL): $(CTL_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJ) $(LIB) $(LDLIBS)
 
+$(INIT): $(INIT_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(INIT_OBJ) $(LIB) $(LDLIBS)
+
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/lib $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
@@ -91,7 +98,7 @@ check: install-deps
 
 # AddressSanitizer + UBSan build of the same tests, in its own build directory.
 asan:
-	$(MAKE) BUILD=build-asan CC=$(CLANG) \
+	CONCLAVE_SKIP=e2e $(MAKE) BUILD=build-asan CC=$(CLANG) \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		LDFLAGS="-fsanitize=address,undefined" check
 
@@ -118,9 +125,13 @@ lint:
 format:
 	clang-format -i $(LINT_SRC)
 
+# Each script measures its own baseline in the same run and prints ratios (docs/benchmarks.md).
 bench: install-deps
 	$(MAKE) all
 	scripts/bench-attest $(BUILD)
+	scripts/bench-bpf-verdicts $(BUILD)
+	scripts/bench-datapath $(BUILD)
+	scripts/bench-boot $(BUILD)
 
 demo: install-deps
 	$(MAKE) all
@@ -128,6 +139,13 @@ demo: install-deps
 
 install-deps:
 	scripts/install-deps
+
+# Node images (build/image/node.efi, node-debug.efi; reproducible) and the QEMU boot tests.
+image: all
+	scripts/build-image --build $(BUILD)
+
+e2e: image
+	scripts/run-tests $(BUILD) e2e
 
 clean:
 	rm -rf build build-asan

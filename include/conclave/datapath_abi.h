@@ -16,9 +16,10 @@
 /* Why a packet passed or was dropped: the index of the per-CPU counters and of drop events. */
 enum dp_reason {
 	DP_PASS_PEER,            /* ingress: WireGuard UDP from an attested peer's endpoint */
-	DP_PASS_JOIN,            /* ingress: join port, control-plane nodes only */
+	DP_PASS_JOIN,            /* join port: ingress on control-plane nodes; egress to a node
+	                          * address's join port, and a control plane's replies from it */
 	DP_PASS_ARP,             /* exemption: ARP */
-	DP_PASS_ND,              /* exemption: IPv6 neighbour/router discovery */
+	DP_PASS_ND,              /* exemption: IPv6 neighbour/router discovery, MLD */
 	DP_PASS_DHCP,            /* exemption: DHCPv4 / DHCPv6 client traffic */
 	DP_PASS_ICMP_ERROR,      /* exemption: ICMP/ICMPv6 errors (PMTU discovery needs them) */
 	DP_PASS_ALLOW_LIST,      /* exemption: configured protocol/port */
@@ -31,11 +32,16 @@ enum dp_reason {
 	DP_DROP_MALFORMED,       /* truncated or inconsistent headers */
 	DP_DROP_FRAGMENT,        /* IP fragment that cannot be attributed (documented in docs/datapath.md) */
 	DP_DROP_STRICT,          /* egress: plaintext to a cluster destination (strict mode) */
+	/* Appended after the drops so that existing values keep their numbers; it is a pass. */
+	DP_PASS_REPLY,           /* ingress: reply to a connection this node opened (DP_EXEMPT_REPLY) */
 	DP_REASON_MAX,
 };
 
 /* An attested peer's WireGuard endpoint. IPv4 is stored as an IPv4-mapped IPv6 address
- * (::ffff:a.b.c.d) so one map serves both families. Port in network byte order. */
+ * (::ffff:a.b.c.d) so one map serves both families. Port in network byte order.
+ * "peers" holds, for every peer, its endpoint {addr, port} AND an address entry {addr, port 0}
+ * (same value): ingress tells a spoofed source port (address entry only) from an unknown
+ * source (neither). No real endpoint has port 0; a packet's port 0 never counts as an endpoint. */
 struct dp_endpoint_v1 {
 	__u8 addr[16];
 	__be16 port;
@@ -52,6 +58,9 @@ struct dp_peer_v1 {
 #define DP_EXEMPT_ND (1u << 1)
 #define DP_EXEMPT_DHCP (1u << 2)
 #define DP_EXEMPT_ICMP_ERROR (1u << 3)
+/* Ingress TCP/UDP for which a local connected socket exists (bpf_sk_lookup_*): replies to
+ * connections this node opened, e.g. a worker's join client, DNS, image pulls. */
+#define DP_EXEMPT_REPLY (1u << 4)
 
 /* Single-entry array "config"; host byte order. Changes take effect on the next packet. */
 struct dp_config_v1 {
@@ -105,6 +114,13 @@ struct dp_event_v1 {
 	__be16 dport;
 	__u8 saddr[16]; /* IPv4-mapped for IPv4 */
 	__u8 daddr[16];
+};
+
+/* "ratelimit": per-CPU array of one entry, the event budget of both programs on that CPU. */
+struct dp_ratelimit_v1 {
+	__u64 window_ns;  /* start of the current one-second window (bpf_ktime_get_ns) */
+	__u64 sent;       /* events emitted in the window */
+	__u64 suppressed; /* events not emitted (budget spent or ring buffer full), since load */
 };
 
 #endif

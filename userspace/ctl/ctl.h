@@ -13,6 +13,9 @@ int cmd_attest(int argc, char **argv);
 int cmd_make_credential(int argc, char **argv);
 int cmd_verify_evidence(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 /* --nonce HEX: 8 to 64 bytes. Prints the error and returns -1 on bad input. */
 int parse_nonce(const char *hex, uint8_t *out, size_t *len);

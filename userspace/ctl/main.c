@@ -18,6 +18,9 @@ static const struct {
 	  "verifier: wrap a credential for an evidence's EK and AK (activation challenge)" },
 	{ "verify-evidence", cmd_verify_evidence, "verify evidence against a signed policy" },
 	{ "policy", cmd_policy, "keygen | sign | from-evidence: manage measurement policies" },
+	{ "measure", cmd_measure, "predict a node image's PCRs as measurements to sign" },
+	{ "status", cmd_status, "datapath: attached programs, peers, counters per reason" },
+	{ "monitor", cmd_monitor, "datapath: stream drop events as they happen" },
 };
 
 static void usage(FILE *f)
