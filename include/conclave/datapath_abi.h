@@ -11,29 +11,30 @@
 #include <linux/types.h>
 
 #define DP_ABI_VERSION 1
-#define DP_PIN_ROOT "/sys/fs/bpf/conclave"
+#define DP_PIN_ROOT    "/sys/fs/bpf/conclave"
 
 /* Why a packet passed or was dropped: the index of the per-CPU counters and of drop events. */
 enum dp_reason {
-	DP_PASS_PEER,            /* ingress: WireGuard UDP from an attested peer's endpoint */
-	DP_PASS_JOIN,            /* join port: ingress on control-plane nodes; egress to a node
-	                          * address's join port, and a control plane's replies from it */
-	DP_PASS_ARP,             /* exemption: ARP */
-	DP_PASS_ND,              /* exemption: IPv6 neighbour/router discovery, MLD */
-	DP_PASS_DHCP,            /* exemption: DHCPv4 / DHCPv6 client traffic */
-	DP_PASS_ICMP_ERROR,      /* exemption: ICMP/ICMPv6 errors (PMTU discovery needs them) */
-	DP_PASS_ALLOW_LIST,      /* exemption: configured protocol/port */
+	DP_PASS_PEER,		 /* ingress: WireGuard UDP from an attested peer's endpoint */
+	DP_PASS_JOIN,		 /* join port: ingress on control-plane nodes; egress to a node
+				  * address's join port, and a control plane's replies from it */
+	DP_PASS_ARP,		 /* exemption: ARP */
+	DP_PASS_ND,		 /* exemption: IPv6 neighbour/router discovery, MLD */
+	DP_PASS_DHCP,		 /* exemption: DHCPv4 / DHCPv6 client traffic */
+	DP_PASS_ICMP_ERROR,	 /* exemption: ICMP/ICMPv6 errors (PMTU discovery needs them) */
+	DP_PASS_ALLOW_LIST,	 /* exemption: configured protocol/port */
 	DP_PASS_OUTSIDE_CLUSTER, /* egress: destination outside the cluster's CIDRs */
-	DP_PASS_TO_PEER,         /* egress: WireGuard UDP to an attested peer */
-	DP_DROP_UNKNOWN_PEER,    /* WireGuard port, source is no attested peer */
-	DP_DROP_SPOOFED_PORT,    /* a peer's address but not its WireGuard source port */
-	DP_DROP_JOIN_ON_WORKER,  /* join port on a node that is not control plane */
-	DP_DROP_NOT_ALLOWED,     /* ingress: nothing above matched */
-	DP_DROP_MALFORMED,       /* truncated or inconsistent headers */
-	DP_DROP_FRAGMENT,        /* IP fragment that cannot be attributed (documented in docs/datapath.md) */
-	DP_DROP_STRICT,          /* egress: plaintext to a cluster destination (strict mode) */
+	DP_PASS_TO_PEER,	 /* egress: WireGuard UDP to an attested peer */
+	DP_DROP_UNKNOWN_PEER,	 /* WireGuard port, source is no attested peer */
+	DP_DROP_SPOOFED_PORT,	 /* a peer's address but not its WireGuard source port */
+	DP_DROP_JOIN_ON_WORKER,	 /* join port on a node that is not control plane */
+	DP_DROP_NOT_ALLOWED,	 /* ingress: nothing above matched */
+	DP_DROP_MALFORMED,	 /* truncated or inconsistent headers */
+	DP_DROP_FRAGMENT, /* IP fragment that cannot be attributed (documented in docs/datapath.md)
+			   */
+	DP_DROP_STRICT,	  /* egress: plaintext to a cluster destination (strict mode) */
 	/* Appended after the drops so that existing values keep their numbers; it is a pass. */
-	DP_PASS_REPLY,           /* ingress: reply to a connection this node opened (DP_EXEMPT_REPLY) */
+	DP_PASS_REPLY, /* ingress: reply to a connection this node opened (DP_EXEMPT_REPLY) */
 	DP_REASON_MAX,
 };
 
@@ -54,9 +55,9 @@ struct dp_peer_v1 {
 };
 
 /* Exemption bits in dp_config_v1.exempt. */
-#define DP_EXEMPT_ARP (1u << 0)
-#define DP_EXEMPT_ND (1u << 1)
-#define DP_EXEMPT_DHCP (1u << 2)
+#define DP_EXEMPT_ARP	     (1u << 0)
+#define DP_EXEMPT_ND	     (1u << 1)
+#define DP_EXEMPT_DHCP	     (1u << 2)
 #define DP_EXEMPT_ICMP_ERROR (1u << 3)
 /* Ingress TCP/UDP for which a local connected socket exists (bpf_sk_lookup_*): replies to
  * connections this node opened, e.g. a worker's join client, DNS, image pulls. */
@@ -64,13 +65,13 @@ struct dp_peer_v1 {
 
 /* Single-entry array "config"; host byte order. Changes take effect on the next packet. */
 struct dp_config_v1 {
-	__u32 abi;            /* DP_ABI_VERSION */
-	__u16 wg_port;        /* WireGuard listen port of every node */
+	__u32 abi;	      /* DP_ABI_VERSION */
+	__u16 wg_port;	      /* WireGuard listen port of every node */
 	__u16 join_port;      /* join service port; 0 = none */
 	__u8 control_plane;   /* 1: this node serves the join port */
-	__u8 audit;           /* 1: count and report, never drop */
-	__u8 strict;          /* 1: egress strict mode on */
-	__u8 exempt;          /* DP_EXEMPT_* */
+	__u8 audit;	      /* 1: count and report, never drop */
+	__u8 strict;	      /* 1: egress strict mode on */
+	__u8 exempt;	      /* DP_EXEMPT_* */
 	__u32 events_per_sec; /* drop events per second per CPU; 0 = no events */
 };
 
@@ -93,7 +94,7 @@ struct dp_cidr6_v1 {
 };
 
 #define DP_CIDR_NODE 1
-#define DP_CIDR_POD 2
+#define DP_CIDR_POD  2
 
 /* "counters": per-CPU array indexed by enum dp_reason. */
 struct dp_counter_v1 {
@@ -119,7 +120,7 @@ struct dp_event_v1 {
 /* "ratelimit": per-CPU array of one entry, the event budget of both programs on that CPU. */
 struct dp_ratelimit_v1 {
 	__u64 window_ns;  /* start of the current one-second window (bpf_ktime_get_ns) */
-	__u64 sent;       /* events emitted in the window */
+	__u64 sent;	  /* events emitted in the window */
 	__u64 suppressed; /* events not emitted (budget spent or ring buffer full), since load */
 };
 
