@@ -3,7 +3,7 @@ BUILD ?= build
 CC ?= cc
 CLANG ?= clang
 
-PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c
+PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c sqlite3 libssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -137,6 +137,7 @@ bench: install-deps
 	scripts/bench-attest $(BUILD)
 	scripts/bench-bpf-verdicts $(BUILD)
 	scripts/bench-datapath $(BUILD)
+	scripts/bench-membership $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The membership store on a real file: joins, rejoins, revocation, the disk-key gate, the
+ * peer set and its deltas, allocation, schema migrations, and a writer killed with SIGKILL
+ * at random points that never loses or duplicates a committed member. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "conclave/membership.h"
+
+static char dir[64], path[128];
+static int seq; /* one fresh store per test */
+
+static const struct membership_config cfg = {
+	.overlay_v4 = "10.100.0.0/16",
+	.overlay_v6 = "fd00:100::/64",
+	.pod_pool = "10.244.0.0/16",
+	.pod_prefix = 24,
+};
+
+static int make_dir(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/conclave-membership-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd);
+}
+
+static int fresh_path(void **state)
+{
+	snprintf(path, sizeof(path), "%s/members-%d.db", dir, seq++);
+	return 0;
+}
+
+/* Node n: EK, disk and WireGuard key derived from n, counters at a first boot. */
+static struct join_record node(unsigned int n)
+{
+	struct join_record r = { .ak_name_len = 34, .reset_count = 3, .restart_count = 0 };
+
+	memset(r.ek_id, 0xe0, sizeof(r.ek_id));
+	memcpy(r.ek_id, &n, sizeof(n));
+	r.ak_name[1] = 0x0b;
+	memset(r.ak_name + 2, (int)n, 32);
+	memset(r.wg_pubkey, 0x70, sizeof(r.wg_pubkey));
+	memcpy(r.wg_pubkey, &n, sizeof(n));
+	memset(r.disk_uuid, 0xd0, sizeof(r.disk_uuid));
+	memcpy(r.disk_uuid, &n, sizeof(n));
+	snprintf(r.endpoints, sizeof(r.endpoints), "192.0.2.%u:51820", n % 250);
+	r.clock = 1000;
+	return r;
+}
+
+static struct membership *open_store(void)
+{
+	struct membership *m = NULL;
+	struct diag d = { { 0 } };
+	int ret = membership_open(path, &cfg, &m, &d);
+
+	if (ret)
+		fail_msg("membership_open: %d %s", ret, d.msg);
+	return m;
+}
+
+static void join_ok(struct membership *m, const struct join_record *r, struct join_result *res)
+{
+	struct diag d = { { 0 } };
+	int ret = membership_join(m, r, res, &d);
+
+	if (ret)
+		fail_msg("membership_join: %d %s", ret, d.msg);
+}
+
+static void first_joins_get_ids_addresses_and_pod_cidrs(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result ra, rb;
+	struct stat st;
+
+	join_ok(m, &a, &ra);
+	join_ok(m, &b, &rb);
+	assert_false(ra.rejoin);
+	assert_int_equal(ra.peer.node_id, 1);
+	assert_string_equal(ra.peer.overlay_v4, "10.100.0.1");
+	assert_string_equal(ra.peer.overlay_v6, "fd00:100::1");
+	assert_string_equal(ra.peer.pod_cidr, "10.244.0.0/24");
+	assert_int_equal(rb.peer.node_id, 2);
+	assert_string_equal(rb.peer.overlay_v4, "10.100.0.2");
+	assert_string_equal(rb.peer.overlay_v6, "fd00:100::2");
+	assert_string_equal(rb.peer.pod_cidr, "10.244.1.0/24");
+	assert_int_equal(rb.generation, 2);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	membership_close(m);
+}
+
+static void rejoin_after_reboot_keeps_identity_and_addresses(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result first, again;
+	uint8_t uuid[MEMBERSHIP_UUID_LEN];
+
+	join_ok(m, &a, &first);
+	a.reset_count++; /* rebooted: the TPM clock restarted lower */
+	a.clock = 5;
+	join_ok(m, &a, &again);
+	assert_true(again.rejoin);
+	assert_int_equal(again.peer.node_id, first.peer.node_id);
+	assert_string_equal(again.peer.overlay_v4, first.peer.overlay_v4);
+	assert_string_equal(again.peer.pod_cidr, first.peer.pod_cidr);
+	assert_int_equal(again.generation, first.generation); /* nothing peers see changed */
+	assert_int_equal(membership_disk_uuid_of(m, first.peer.node_id, uuid, NULL), 0);
+	assert_memory_equal(uuid, a.disk_uuid, sizeof(uuid));
+	membership_close(m);
+}
+
+static void rejoin_with_counters_not_moved_forward_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), r;
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	a.reset_count = 5;
+	a.restart_count = 2;
+	a.clock = 1000;
+	join_ok(m, &a, &res);
+
+	r = a; /* replayed: identical counters */
+	assert_int_equal(membership_join(m, &r, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "clock did not advance"));
+	r = a;
+	r.reset_count = 4; /* TPM state rolled back */
+	r.clock = 99999;
+	assert_int_equal(membership_join(m, &r, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "resetCount went backwards"));
+	r = a;
+	r.restart_count = 1;
+	r.clock = 99999;
+	assert_int_equal(membership_join(m, &r, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "restartCount went backwards"));
+	/* A refused rejoin recorded nothing: the original counters still rule. */
+	r = a;
+	r.clock = 1001;
+	join_ok(m, &r, &res);
+	assert_true(res.rejoin);
+	membership_close(m);
+}
+
+static void rejoin_with_another_disk_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	a.clock++;
+	a.disk_uuid[15] ^= 1;
+	assert_int_equal(membership_join(m, &a, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "different disk"));
+	membership_close(m);
+}
+
+static void first_join_with_a_registered_disk_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	memcpy(b.disk_uuid, a.disk_uuid, sizeof(b.disk_uuid));
+	assert_int_equal(membership_join(m, &b, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "disk UUID already registered"));
+	assert_int_equal(membership_node_of(m, b.ek_id, &res.peer.node_id, NULL), -ENOENT);
+	membership_close(m);
+}
+
+static void disk_key_for_another_nodes_disk_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result ra, rb;
+	uint8_t ek[MEMBERSHIP_EK_ID_LEN];
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &ra);
+	join_ok(m, &b, &rb);
+	assert_int_equal(membership_check_disk_key(m, ra.peer.node_id, a.disk_uuid, ek, &d), 0);
+	assert_memory_equal(ek, a.ek_id, sizeof(ek));
+	assert_int_equal(membership_check_disk_key(m, ra.peer.node_id, b.disk_uuid, ek, &d),
+			 -EPERM);
+	assert_non_null(strstr(d.msg, "did not register that disk"));
+	assert_int_equal(membership_check_disk_key(m, 999, a.disk_uuid, ek, &d), -EPERM);
+	assert_int_equal(membership_revoke(m, rb.peer.node_id, NULL), 0);
+	assert_int_equal(membership_check_disk_key(m, rb.peer.node_id, b.disk_uuid, ek, &d),
+			 -EPERM);
+	assert_non_null(strstr(d.msg, "revoked"));
+	membership_close(m);
+}
+
+static void revoked_node_leaves_the_peer_set_and_cannot_rejoin(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result ra, rb;
+	struct diag d = { { 0 } };
+	struct peer *peers = NULL;
+	uint64_t gen;
+	size_t n;
+
+	join_ok(m, &a, &ra);
+	join_ok(m, &b, &rb);
+	assert_int_equal(membership_revoke(m, ra.peer.node_id, NULL), 0);
+	assert_int_equal(membership_revoke(m, ra.peer.node_id, &d), -ENOENT);
+	assert_int_equal(membership_snapshot(m, &gen, &peers, &n, NULL), 0);
+	assert_int_equal(gen, 3);
+	assert_int_equal(n, 1);
+	assert_int_equal(peers[0].node_id, rb.peer.node_id);
+	assert_memory_equal(peers[0].wg_pubkey, b.wg_pubkey, 32);
+	assert_string_equal(peers[0].endpoints, b.endpoints);
+	free(peers);
+	a.clock++;
+	assert_int_equal(membership_join(m, &a, &ra, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "revoked"));
+	membership_close(m);
+}
+
+static const struct peer_delta *find_delta(const struct peer_delta *x, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (x[i].peer.node_id == id)
+			return &x[i];
+	return NULL;
+}
+
+static void deltas_name_each_change_since_a_generation(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2), c = node(3);
+	struct join_result ra, rb, rc;
+	struct peer_delta *x = NULL;
+	uint64_t gen, after_ab;
+	size_t n;
+
+	join_ok(m, &a, &ra);
+	join_ok(m, &b, &rb);
+	after_ab = rb.generation;
+	a.clock++;
+	strcpy(a.endpoints, "198.51.100.7:51820"); /* roamed: peers must learn it */
+	join_ok(m, &a, &ra);
+	assert_int_equal(ra.generation, after_ab + 1);
+	join_ok(m, &c, &rc);
+	assert_int_equal(membership_revoke(m, rb.peer.node_id, NULL), 0);
+
+	assert_int_equal(membership_deltas_since(m, after_ab, &gen, &x, &n, NULL), 0);
+	assert_int_equal(gen, after_ab + 3);
+	assert_int_equal(n, 3);
+	assert_int_equal(find_delta(x, n, ra.peer.node_id)->op, PEER_UPDATE);
+	assert_string_equal(find_delta(x, n, ra.peer.node_id)->peer.endpoints, a.endpoints);
+	assert_int_equal(find_delta(x, n, rb.peer.node_id)->op, PEER_REMOVE);
+	assert_int_equal(find_delta(x, n, rc.peer.node_id)->op, PEER_ADD);
+	free(x);
+	assert_int_equal(membership_deltas_since(m, gen, &gen, &x, &n, NULL), 0);
+	assert_int_equal(n, 0);
+	free(x);
+	assert_int_equal(membership_deltas_since(m, gen + 1, &gen, &x, &n, NULL), -ESTALE);
+	membership_close(m);
+}
+
+static void compacted_log_asks_for_a_snapshot(void **state)
+{
+	struct membership_config small = cfg;
+	struct membership *m = NULL;
+	struct join_result res;
+	struct peer_delta *x = NULL;
+	struct diag d = { { 0 } };
+	uint64_t gen;
+	size_t n;
+
+	small.log_keep = 3;
+	assert_int_equal(membership_open(path, &small, &m, NULL), 0);
+	for (unsigned int i = 1; i <= 6; i++) {
+		struct join_record r = node(i);
+
+		join_ok(m, &r, &res);
+	}
+	assert_int_equal(membership_deltas_since(m, 2, &gen, &x, &n, &d), -ESTALE);
+	assert_non_null(strstr(d.msg, "snapshot needed"));
+	assert_int_equal(membership_deltas_since(m, 3, &gen, &x, &n, NULL), 0);
+	assert_int_equal(n, 3);
+	free(x);
+	membership_close(m);
+}
+
+static void exhausted_range_gives_a_clear_error(void **state)
+{
+	struct membership_config tiny = cfg;
+	struct membership *m = NULL;
+	struct join_record r1 = node(1), r2 = node(2), r3 = node(3);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	tiny.overlay_v4 = "10.100.0.0/30"; /* two hosts */
+	assert_int_equal(membership_open(path, &tiny, &m, NULL), 0);
+	join_ok(m, &r1, &res);
+	join_ok(m, &r2, &res);
+	assert_string_equal(res.peer.overlay_v4, "10.100.0.2");
+	assert_int_equal(membership_join(m, &r3, &res, &d), -ENOSPC);
+	assert_non_null(strstr(d.msg, "overlay IPv4 range exhausted"));
+	membership_close(m);
+}
+
+static void group_commit_rolls_back_only_the_failed_join(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2), dup = node(3);
+	struct join_result res;
+	struct peer *peers = NULL;
+	uint64_t gen;
+	size_t n;
+
+	memcpy(dup.disk_uuid, a.disk_uuid, sizeof(dup.disk_uuid));
+	assert_int_equal(membership_batch_begin(m, NULL), 0);
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_join(m, &dup, &res, NULL), -EPERM);
+	join_ok(m, &b, &res);
+	assert_int_equal(membership_batch_commit(m, NULL), 0);
+	assert_int_equal(membership_snapshot(m, &gen, &peers, &n, NULL), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(gen, 2);
+	free(peers);
+	membership_close(m);
+}
+
+static void bad_configuration_and_changed_ranges_are_refused(void **state)
+{
+	struct membership_config c = cfg;
+	struct membership *m = NULL;
+	struct diag d = { { 0 } };
+
+	c.overlay_v4 = "10.100.0.1/16"; /* host bits set */
+	assert_int_equal(membership_open(path, &c, &m, &d), -EINVAL);
+	c = cfg;
+	c.pod_pool = "10.100.0.0/16"; /* overlaps the overlay */
+	assert_int_equal(membership_open(path, &c, &m, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "overlap"));
+	m = open_store();
+	membership_close(m);
+	c = cfg;
+	c.pod_prefix = 25;
+	assert_int_equal(membership_open(path, &c, &m, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "refusing to open it with different ones"));
+}
+
+static int raw_int(const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static void raw_exec(const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void empty_file_is_migrated_to_the_current_schema(void **state)
+{
+	struct membership *m;
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fclose(f);
+	m = open_store();
+	membership_close(m);
+	assert_int_equal(raw_int("PRAGMA user_version"), MEMBERSHIP_SCHEMA_VERSION);
+	assert_int_equal(raw_int("SELECT count(*) FROM sqlite_master WHERE name = 'peer_log_node'"),
+			 1);
+	assert_int_equal(
+	    raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+}
+
+static void version_1_store_is_migrated_keeping_its_members(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	int64_t id;
+
+	join_ok(m, &a, &res);
+	membership_close(m);
+	raw_exec("DROP INDEX peer_log_node; PRAGMA user_version = 1;");
+	m = open_store();
+	assert_int_equal(membership_node_of(m, a.ek_id, &id, NULL), 0);
+	assert_int_equal(id, res.peer.node_id);
+	membership_close(m);
+	assert_int_equal(raw_int("PRAGMA user_version"), 2);
+	assert_int_equal(raw_int("SELECT count(*) FROM sqlite_master WHERE name = 'peer_log_node'"),
+			 1);
+}
+
+static void store_from_a_newer_joind_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct diag d = { { 0 } };
+
+	membership_close(m);
+	raw_exec("PRAGMA user_version = 99;");
+	m = NULL;
+	assert_int_equal(membership_open(path, &cfg, &m, &d), -EPROTONOSUPPORT);
+	assert_non_null(strstr(d.msg, "newer than this joind knows"));
+	assert_null(m);
+}
+
+static void file_that_is_not_a_database_is_refused(void **state)
+{
+	struct membership *m = NULL;
+	struct diag d = { { 0 } };
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("this is not an SQLite database, but it is long enough to have a header.......\n"
+	      "................................................................................\n",
+	      f);
+	fclose(f);
+	assert_int_equal(membership_open(path, &cfg, &m, &d), -EBADMSG);
+	assert_non_null(strstr(d.msg, path));
+}
+
+/* ---- crash safety ---- */
+
+#define CRASH_ROUNDS 40
+
+/* Room for every node the writers manage to join in all rounds. */
+static const struct membership_config crash_cfg = {
+	.overlay_v4 = "10.100.0.0/16",
+	.overlay_v6 = "fd00:100::/64",
+	.pod_pool = "172.16.0.0/12",
+	.pod_prefix = 28,
+};
+
+/* Joins new nodes (and now and then rejoins or revokes one) until killed; after each commit
+ * it reports the node's number on fd. */
+static void __attribute__((noreturn)) crash_writer(unsigned int first, int fd)
+{
+	struct membership *m = NULL;
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	if (membership_open(path, &crash_cfg, &m, &d) < 0) {
+		fprintf(stderr, "writer: %s\n", d.msg);
+		_exit(2);
+	}
+	for (unsigned int n = first;; n++) {
+		struct join_record r = node(n);
+
+		if (membership_join(m, &r, &res, &d) < 0) {
+			fprintf(stderr, "writer: %s\n", d.msg);
+			_exit(3);
+		}
+		if (write(fd, &n, sizeof(n)) != sizeof(n))
+			_exit(4);
+		if (n % 7 == 0) { /* a rejoin that changes what peers see */
+			r.clock++;
+			strcpy(r.endpoints, "203.0.113.9:51820");
+			if (membership_join(m, &r, &res, NULL) < 0)
+				_exit(5);
+		}
+		if (n % 11 == 0 && membership_revoke(m, res.peer.node_id, NULL) < 0)
+			_exit(6);
+	}
+}
+
+/* Run one writer, kill it after delay_us, return how many joins it reported (into seen). */
+static unsigned int crash_round(unsigned int first, unsigned int delay_us, unsigned char *seen,
+				unsigned int max)
+{
+	unsigned int n, count = 0;
+	int fds[2], status;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_writer(first, fds[1]);
+	}
+	close(fds[1]);
+	usleep(delay_us);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status))
+		fail_msg("writer exited by itself with status %d", WEXITSTATUS(status));
+	while (read(fds[0], &n, sizeof(n)) == sizeof(n)) {
+		assert_true(n < max);
+		seen[n] = 1;
+		count++;
+	}
+	close(fds[0]);
+	return count;
+}
+
+static int query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	int v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Returns the number of members. */
+static int check_invariants(const unsigned char *seen, unsigned int max, unsigned int rounds)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int nodes;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL), 0);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(s, 0), "ok");
+	sqlite3_finalize(s);
+	nodes = query_int(db, "SELECT count(*) FROM nodes");
+	assert_int_equal(query_int(db, "SELECT count(DISTINCT ek_id) FROM nodes"), nodes);
+	assert_int_equal(query_int(db, "SELECT count(DISTINCT slot) FROM nodes"), nodes);
+	assert_int_equal(query_int(db, "SELECT count(DISTINCT overlay_v4) FROM nodes"), nodes);
+	assert_int_equal(query_int(db, "SELECT count(DISTINCT pod_cidr) FROM nodes"), nodes);
+	assert_int_equal(query_int(db, "SELECT count(DISTINCT disk_uuid) FROM nodes"), nodes);
+	/* Slots are dense: nothing was allocated by a join that did not commit. */
+	assert_int_equal(query_int(db, "SELECT coalesce(max(slot), 0) FROM nodes"), nodes);
+	/* Every member was logged once as added, in the same transaction. */
+	assert_int_equal(query_int(db, "SELECT count(*) FROM peer_log WHERE op = 'add'"), nodes);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM nodes n WHERE NOT EXISTS (SELECT 1 "
+				       "FROM peer_log l WHERE l.node_id = n.node_id AND l.op = "
+				       "'add')"),
+			 0);
+	assert_int_equal(query_int(db, "SELECT (SELECT generation FROM peer_generation) = "
+				       "(SELECT coalesce(max(generation), 0) FROM peer_log)"),
+			 1);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM nodes WHERE length(wg_pubkey) != 32 "
+				       "OR length(ek_id) != 32 OR length(disk_uuid) != 16 OR "
+				       "length(evidence_digest) != 32 OR overlay_v6 = ''"),
+			 0);
+	/* Nothing committed was lost; at most one commit per kill went unreported. */
+	for (unsigned int n = 1; n < max; n++) {
+		if (!seen[n])
+			continue;
+		assert_int_equal(
+		    sqlite3_prepare_v2(db, "SELECT 1 FROM nodes WHERE ek_id = ?1", -1, &s, NULL),
+		    0);
+		{
+			struct join_record r = node(n);
+
+			sqlite3_bind_blob(s, 1, r.ek_id, sizeof(r.ek_id), SQLITE_TRANSIENT);
+		}
+		if (sqlite3_step(s) != SQLITE_ROW)
+			fail_msg("committed join of node %u lost", n);
+		sqlite3_finalize(s);
+	}
+	{
+		unsigned int reported = 0;
+
+		for (unsigned int n = 0; n < max; n++)
+			reported += seen[n];
+		assert_true((unsigned int)nodes >= reported);
+		assert_true((unsigned int)nodes <= reported + rounds);
+	}
+	sqlite3_close(db);
+	return nodes;
+}
+
+static void killed_writer_loses_and_duplicates_no_member(void **state)
+{
+	enum { MAX_NODES = 1u << 20 };
+	unsigned char *seen = calloc(MAX_NODES, 1);
+	unsigned int first = 1;
+	int nodes = 0;
+
+	assert_non_null(seen);
+	srand((unsigned int)time(NULL) ^ (unsigned int)getpid());
+	for (unsigned int round = 0; round < CRASH_ROUNDS; round++) {
+		struct membership *m;
+		unsigned int delay = 1000 + (unsigned int)rand() % 40000;
+
+		crash_round(first, delay, seen, MAX_NODES);
+		/* Restart: the store opens and recovers; the next writer continues from it. */
+		assert_int_equal(membership_open(path, &crash_cfg, &m, NULL), 0);
+		membership_close(m);
+		nodes = check_invariants(seen, MAX_NODES, round + 1);
+		/* The next writer's nodes never collide with an unreported one of this round. */
+		first += 4096;
+		assert_true(first < MAX_NODES);
+	}
+	/* The kills must have landed among commits, not only before the first one. */
+	print_message("# %d members after %d killed writers\n", nodes, CRASH_ROUNDS);
+	assert_true(nodes > CRASH_ROUNDS);
+	free(seen);
+}
+
+#define T(f) cmocka_unit_test_setup(f, fresh_path)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(first_joins_get_ids_addresses_and_pod_cidrs),
+		T(rejoin_after_reboot_keeps_identity_and_addresses),
+		T(rejoin_with_counters_not_moved_forward_is_refused),
+		T(rejoin_with_another_disk_is_refused),
+		T(first_join_with_a_registered_disk_is_refused),
+		T(disk_key_for_another_nodes_disk_is_refused),
+		T(revoked_node_leaves_the_peer_set_and_cannot_rejoin),
+		T(deltas_name_each_change_since_a_generation),
+		T(compacted_log_asks_for_a_snapshot),
+		T(exhausted_range_gives_a_clear_error),
+		T(group_commit_rolls_back_only_the_failed_join),
+		T(bad_configuration_and_changed_ranges_are_refused),
+		T(empty_file_is_migrated_to_the_current_schema),
+		T(version_1_store_is_migrated_keeping_its_members),
+		T(store_from_a_newer_joind_is_refused),
+		T(file_that_is_not_a_database_is_refused),
+		T(killed_writer_loses_and_duplicates_no_member),
+	};
+
+	return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
