@@ -11,6 +11,7 @@
 #include "conclave/diag.h"
 #include "conclave/evidence.h"
 #include "conclave/secret.h"
+#include "conclave/verify.h"
 
 #define DEFAULT_EVENTLOG "/sys/kernel/security/tpm0/binary_bios_measurements"
 
@@ -31,9 +32,9 @@ struct attest_opts {
 int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d);
 
 /* On the verifier: check the EK chain and the AK template of ev, then wrap a fresh random
- * credential for (EK, AK name). *credential (locked memory) is what the node must prove it
- * opened; *out is the encoded challenge for the node. */
+ * credential for (EK, AK name). *cred (the secret in locked memory, and the AK it is for) is
+ * what the node must prove it opened; *out is the encoded challenge for the node. */
 int attest_make_challenge(const struct evidence *ev, X509_STORE *ca, uint8_t **out, size_t *len,
-			  struct secret **credential, struct diag *d);
+			  struct credential *cred, struct diag *d);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "conclave/evidence.h"
 #include "conclave/policy.h"
+#include "conclave/secret.h"
 #include "conclave/tpmobj.h"
 
 enum verify_check {
@@ -72,13 +73,24 @@ struct node_record {
 	EVP_PKEY *ak_key; /* cache, owned; built on first use */
 };
 
+/* A credential the verifier wrapped with MakeCredential, and the AK it was wrapped for: a proof
+ * made with the credential counts only for that AK (whoever opened the credential could
+ * otherwise attach a proof to a quote by any other key). */
+struct credential {
+	struct secret *secret;
+	uint8_t ak_name[TPMOBJ_NAME_MAX];
+	size_t ak_name_len;
+};
+
+/* Wipe and free the secret; the struct may be reused. */
+void credential_clear(struct credential *c);
+
 struct verify_params {
 	const struct policy *policy;
 	X509_STORE *ca;	      /* EK manufacturer roots */
 	const uint8_t *qdata; /* expected qualifying data */
 	size_t qlen;
-	const uint8_t *credential; /* first contact: the credential wrapped by MakeCredential */
-	size_t credential_len;
+	const struct credential *credential; /* first contact: what MakeCredential wrapped */
 	struct node_record *node; /* in: what we know (may be NULL); out: updated on success */
 };
 

@@ -37,7 +37,7 @@ static int group_teardown(void **state)
 }
 
 /* Verify with the fixture's policy; nonce NULL means the one the evidence was made for. */
-static void verify(const struct evidence *ev, const char *nonce, const struct secret *cred,
+static void verify(const struct evidence *ev, const char *nonce, const struct credential *cred,
 		   struct node_record *node, const struct policy *pol, struct verdict *v)
 {
 	uint8_t qdata[32];
@@ -46,8 +46,7 @@ static void verify(const struct evidence *ev, const char *nonce, const struct se
 		.ca = fx.ca,
 		.qdata = qdata,
 		.qlen = sizeof(qdata),
-		.credential = cred ? cred->data : NULL,
-		.credential_len = cred ? cred->len : 0,
+		.credential = cred,
 		.node = node,
 	};
 
@@ -100,7 +99,7 @@ static uint8_t *reshape(const struct evidence *ev, enum evidence_tag tag, const 
 static void first_contact_evidence_from_swtpm_verifies(void **state)
 {
 	struct node_record node = { 0 };
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
@@ -108,7 +107,7 @@ static void first_contact_evidence_from_swtpm_verifies(void **state)
 
 	assert_int_equal(
 	    fixture_attest_activated(&fx, "first-contact-nonce", &buf, &len, &ev, &cred), 0);
-	verify(&ev, "first-contact-nonce", cred, &node, NULL, &v);
+	verify(&ev, "first-contact-nonce", &cred, &node, NULL, &v);
 	print_failures(&v);
 	assert_true(v.ok);
 	assert_int_equal(v.checks[CHECK_EK_CERT].status, CHECK_PASS);
@@ -116,24 +115,24 @@ static void first_contact_evidence_from_swtpm_verifies(void **state)
 	assert_int_equal(v.checks[CHECK_EVENT_LOG].status, CHECK_PASS);
 	assert_true(node.known);
 	node_record_clear(&node);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void reattestation_of_a_known_node_verifies_without_a_challenge(void **state)
 {
 	struct node_record node = { 0 };
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
 	size_t len;
 
 	assert_int_equal(fixture_attest_activated(&fx, "enrol", &buf, &len, &ev, &cred), 0);
-	verify(&ev, "enrol", cred, &node, NULL, &v);
+	verify(&ev, "enrol", &cred, &node, NULL, &v);
 	assert_true(v.ok);
 	free(buf);
-	secret_free(cred);
+	credential_clear(&cred);
 	assert_int_equal(fixture_attest(&fx, "again", NULL, 0, &buf, &len, &ev), 0);
 	verify(&ev, "again", NULL, &node, NULL, &v);
 	print_failures(&v);
@@ -145,26 +144,26 @@ static void reattestation_of_a_known_node_verifies_without_a_challenge(void **st
 
 static void wrong_nonce_is_refused(void **state)
 {
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
 	size_t len;
 
 	assert_int_equal(fixture_attest_activated(&fx, "nonce-A", &buf, &len, &ev, &cred), 0);
-	verify(&ev, "nonce-B", cred, NULL, NULL, &v);
+	verify(&ev, "nonce-B", &cred, NULL, NULL, &v);
 	/* The activation proof is bound to the qualifying data too, so both name the replay. */
 	assert_false(v.ok);
 	assert_int_equal(v.checks[CHECK_NONCE].status, CHECK_FAIL);
 	assert_int_equal(v.checks[CHECK_SIGNATURE].status, CHECK_PASS);
 	assert_non_null(strstr(v.checks[CHECK_NONCE].msg, "nonce"));
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void tampered_quote_byte_is_refused(void **state)
 {
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev, bad;
 	struct verdict v;
 	uint8_t *buf, *q, *rebuilt;
@@ -175,19 +174,19 @@ static void tampered_quote_byte_is_refused(void **state)
 	memcpy(q, ev.quote.p, ev.quote.len);
 	q[ev.quote.len - 1] ^= 0x01; /* last byte of the PCR digest */
 	rebuilt = reshape(&ev, EV_TAG_QUOTE, q, ev.quote.len, &bad);
-	verify(&bad, "tamper-quote", cred, NULL, NULL, &v);
+	verify(&bad, "tamper-quote", &cred, NULL, NULL, &v);
 	assert_false(v.ok);
 	assert_int_equal(v.checks[CHECK_SIGNATURE].status, CHECK_FAIL);
 	assert_non_null(strstr(v.checks[CHECK_SIGNATURE].msg, "does not verify"));
 	free(rebuilt);
 	free(q);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void tampered_signature_is_refused(void **state)
 {
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev, bad;
 	struct verdict v;
 	uint8_t *buf, *s, *rebuilt;
@@ -198,11 +197,11 @@ static void tampered_signature_is_refused(void **state)
 	memcpy(s, ev.signature.p, ev.signature.len);
 	s[ev.signature.len - 5] ^= 0x80; /* inside S */
 	rebuilt = reshape(&ev, EV_TAG_SIGNATURE, s, ev.signature.len, &bad);
-	verify(&bad, "tamper-sig", cred, NULL, NULL, &v);
+	verify(&bad, "tamper-sig", &cred, NULL, NULL, &v);
 	assert_only_failed(&v, CHECK_SIGNATURE);
 	free(rebuilt);
 	free(s);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
@@ -211,7 +210,7 @@ static void pcr_value_not_in_policy_is_refused_and_explained(void **state)
 	struct policy pol = fx.policy;
 	struct policy_ref_event ref[64];
 	struct eventlog log;
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
@@ -240,7 +239,7 @@ static void pcr_value_not_in_policy_is_refused_and_explained(void **state)
 	assert_true(flipped > 0);
 	pol.reference = ref;
 	pol.n_reference = n;
-	verify(&ev, "policy", cred, NULL, &pol, &v);
+	verify(&ev, "policy", &cred, NULL, &pol, &v);
 	assert_only_failed(&v, CHECK_POLICY);
 	assert_false(v.pcrs[4].match);
 	assert_true(v.pcrs[0].match);
@@ -248,14 +247,14 @@ static void pcr_value_not_in_policy_is_refused_and_explained(void **state)
 	assert_int_equal(v.pcrs[4].first_diff_offset, log.events[flipped].offset);
 	assert_non_null(strstr(v.checks[CHECK_POLICY].msg, "PCR 4"));
 	eventlog_free(&log);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void warn_only_pcr_mismatch_passes_with_a_warning(void **state)
 {
 	struct policy pol = fx.policy;
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
@@ -264,10 +263,10 @@ static void warn_only_pcr_mismatch_passes_with_a_warning(void **state)
 	assert_int_equal(fixture_attest_activated(&fx, "warn", &buf, &len, &ev, &cred), 0);
 	pol.pcrs[1].expected[5] ^= 1;
 	pol.pcrs[1].warn_only = true;
-	verify(&ev, "warn", cred, NULL, &pol, &v);
+	verify(&ev, "warn", &cred, NULL, &pol, &v);
 	assert_true(v.ok);
 	assert_int_equal(v.checks[CHECK_POLICY].status, CHECK_WARN);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
@@ -345,7 +344,7 @@ static void software_ak(const struct evidence *real, bool honest_attributes, str
 static void software_ak_cannot_be_activated_and_is_refused(void **state)
 {
 	struct evidence ev, fake;
-	struct secret *cred = NULL;
+	struct credential cred = { 0 };
 	struct verdict v;
 	struct diag d = { { 0 } };
 	uint8_t *buf, *bufs[2], *chal, *answer;
@@ -365,12 +364,43 @@ static void software_ak_cannot_be_activated_and_is_refused(void **state)
 	assert_int_not_equal(
 	    fixture_attest(&fx, "software-ak", chal, chal_len, &answer, &answer_len, &unused), 0);
 	/* And evidence claiming activation without the proof does not pass either. */
-	verify(&fake, "software-ak", cred, NULL, NULL, &v);
+	verify(&fake, "software-ak", &cred, NULL, NULL, &v);
 	assert_only_failed(&v, CHECK_AK_ACTIVATION);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(chal);
 	free(bufs[0]);
 	free(bufs[1]);
+	free(buf);
+}
+
+/* Whoever opened a credential (it takes the genuine TPM) could compute the proof for any AK
+ * name; the proof counts only for the AK the credential was wrapped for. */
+static void activation_proof_for_another_ak_is_refused(void **state)
+{
+	struct credential cred = { 0 };
+	struct evidence ev, fake, forged;
+	struct verdict v;
+	uint8_t *buf, *rebuilt, *bufs[2], name[TPMOBJ_NAME_MAX], qdata[32], proof[32];
+	size_t len, name_len, off = 0;
+	TPMT_PUBLIC pub;
+
+	assert_int_equal(fixture_attest_activated(&fx, "bind", &buf, &len, &ev, &cred), 0);
+	software_ak(&ev, false, &fake, bufs);
+	assert_int_equal(
+	    Tss2_MU_TPMT_PUBLIC_Unmarshal(fake.ak_public.p, fake.ak_public.len, &off, &pub), 0);
+	assert_int_equal(tpmobj_name(&pub, name, &name_len), 0);
+	fixture_qdata("bind", qdata);
+	assert_int_equal(
+	    activation_proof(cred.secret->data, cred.secret->len, name, name_len, qdata, 32, proof),
+	    0);
+	rebuilt = reshape(&fake, EV_TAG_ACTIVATION, proof, sizeof(proof), &forged);
+	verify(&forged, "bind", &cred, NULL, NULL, &v);
+	assert_only_failed(&v, CHECK_AK_ACTIVATION);
+	assert_non_null(strstr(v.checks[CHECK_AK_ACTIVATION].msg, "not the one the credential"));
+	free(rebuilt);
+	free(bufs[0]);
+	free(bufs[1]);
+	credential_clear(&cred);
 	free(buf);
 }
 
@@ -396,7 +426,7 @@ static void ek_certificate_from_another_ca_is_refused(void **state)
 {
 	struct swtpm other;
 	X509_STORE *other_ca;
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	struct diag d;
@@ -409,20 +439,19 @@ static void ek_certificate_from_another_ca_is_refused(void **state)
 	assert_int_equal(fixture_attest_activated(&fx, "other-ca", &buf, &len, &ev, &cred), 0);
 	fixture_qdata("other-ca", qdata);
 	p.ca = other_ca;
-	p.credential = cred->data;
-	p.credential_len = cred->len;
+	p.credential = &cred;
 	assert_int_equal(verify_evidence(&ev, &p, &v), 0);
 	assert_only_failed(&v, CHECK_EK_CERT);
 	assert_non_null(strstr(v.checks[CHECK_EK_CERT].msg, "does not chain"));
 	X509_STORE_free(other_ca);
 	swtpm_destroy(&other);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void edited_event_log_is_refused(void **state)
 {
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev, bad;
 	struct eventlog log;
 	struct verdict v;
@@ -447,19 +476,19 @@ static void edited_event_log_is_refused(void **state)
 		hit[0] ^= 0x01;
 	}
 	rebuilt = reshape(&ev, EV_TAG_EVENT_LOG, copy, ev.event_log.len, &bad);
-	verify(&bad, "edited-log", cred, NULL, NULL, &v);
+	verify(&bad, "edited-log", &cred, NULL, NULL, &v);
 	assert_only_failed(&v, CHECK_EVENT_LOG);
 	assert_non_null(strstr(v.checks[CHECK_EVENT_LOG].msg, "PCR 4"));
 	eventlog_free(&log);
 	free(rebuilt);
 	free(copy);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void truncated_event_log_is_refused_with_its_offset(void **state)
 {
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev, bad;
 	struct verdict v;
 	uint8_t *buf, *rebuilt;
@@ -467,31 +496,31 @@ static void truncated_event_log_is_refused_with_its_offset(void **state)
 
 	assert_int_equal(fixture_attest_activated(&fx, "truncated-log", &buf, &len, &ev, &cred), 0);
 	rebuilt = reshape(&ev, EV_TAG_EVENT_LOG, ev.event_log.p, ev.event_log.len - 7, &bad);
-	verify(&bad, "truncated-log", cred, NULL, NULL, &v);
+	verify(&bad, "truncated-log", &cred, NULL, NULL, &v);
 	assert_only_failed(&v, CHECK_EVENT_LOG);
 	assert_non_null(strstr(v.checks[CHECK_EVENT_LOG].msg, "offset "));
 	free(rebuilt);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
 static void replayed_evidence_is_refused_by_the_counters(void **state)
 {
 	struct node_record node = { 0 };
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
 	size_t len;
 
 	assert_int_equal(fixture_attest_activated(&fx, "replay", &buf, &len, &ev, &cred), 0);
-	verify(&ev, "replay", cred, &node, NULL, &v);
+	verify(&ev, "replay", &cred, &node, NULL, &v);
 	assert_true(v.ok);
 	/* The same bytes again, nonce and all: only the TPM clock shows it is not fresh. */
 	verify(&ev, "replay", NULL, &node, NULL, &v);
 	assert_only_failed(&v, CHECK_COUNTERS);
 	node_record_clear(&node);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 }
 
@@ -499,7 +528,7 @@ static void rolled_back_tpm_state_is_refused(void **state)
 {
 	struct node_record node = { 0 };
 	struct fixture f2;
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	uint8_t *buf;
@@ -508,6 +537,7 @@ static void rolled_back_tpm_state_is_refused(void **state)
 	/* A node of its own: this test rewinds its TPM. */
 	assert_int_equal(fixture_start(&f2), 0);
 	assert_int_equal(fixture_attest_activated(&f2, "enrol", &buf, &len, &ev, &cred), 0);
+	credential_clear(&cred);
 	free(buf);
 	assert_int_equal(swtpm_stop(&f2.tpm), 0);
 	assert_int_equal(swtpm_snapshot(&f2.tpm, "old"), 0);
@@ -521,8 +551,7 @@ static void rolled_back_tpm_state_is_refused(void **state)
 					   .ca = f2.ca,
 					   .qdata = qdata,
 					   .qlen = 32,
-					   .credential = cred->data,
-					   .credential_len = cred->len,
+					   .credential = &cred,
 					   .node = &node };
 
 		fixture_qdata("boot-1", qdata);
@@ -530,7 +559,7 @@ static void rolled_back_tpm_state_is_refused(void **state)
 		print_failures(&v);
 		assert_true(v.ok);
 		free(buf);
-		secret_free(cred);
+		credential_clear(&cred);
 		/* Rewind the TPM to its state before that boot, as a malicious host could. */
 		assert_int_equal(swtpm_stop(&f2.tpm), 0);
 		assert_int_equal(swtpm_restore(&f2.tpm, "old"), 0);
@@ -538,7 +567,6 @@ static void rolled_back_tpm_state_is_refused(void **state)
 		assert_int_equal(fixture_attest(&f2, "boot-2", NULL, 0, &buf, &len, &ev), 0);
 		fixture_qdata("boot-2", qdata);
 		p.credential = NULL;
-		p.credential_len = 0;
 		assert_int_equal(verify_evidence(&ev, &p, &v), 0);
 		assert_only_failed(&v, CHECK_COUNTERS);
 		assert_non_null(strstr(v.checks[CHECK_COUNTERS].msg, "backwards"));
@@ -560,6 +588,7 @@ int main(void)
 		cmocka_unit_test(warn_only_pcr_mismatch_passes_with_a_warning),
 		cmocka_unit_test(unactivated_ak_of_an_unknown_node_is_refused),
 		cmocka_unit_test(software_ak_cannot_be_activated_and_is_refused),
+		cmocka_unit_test(activation_proof_for_another_ak_is_refused),
 		cmocka_unit_test(software_ak_with_honest_attributes_is_refused),
 		cmocka_unit_test(ek_certificate_from_another_ca_is_refused),
 		cmocka_unit_test(edited_event_log_is_refused),

@@ -118,7 +118,7 @@ int fixture_attest(struct fixture *f, const char *nonce, const uint8_t *challeng
 }
 
 int fixture_attest_activated(struct fixture *f, const char *nonce, uint8_t **buf, size_t *len,
-			     struct evidence *ev, struct secret **cred)
+			     struct evidence *ev, struct credential *cred)
 {
 	uint8_t *first, *chal;
 	size_t first_len, chal_len;

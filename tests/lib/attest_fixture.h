@@ -13,6 +13,7 @@
 #include "conclave/evidence.h"
 #include "conclave/policy.h"
 #include "conclave/secret.h"
+#include "conclave/verify.h"
 #include "swtpm_harness.h"
 
 struct fixture {
@@ -38,7 +39,7 @@ int fixture_attest(struct fixture *f, const char *nonce, const uint8_t *challeng
 
 /* First contact: evidence, challenge, activated evidence; *cred is the verifier's credential. */
 int fixture_attest_activated(struct fixture *f, const char *nonce, uint8_t **buf, size_t *len,
-			     struct evidence *ev, struct secret **cred);
+			     struct evidence *ev, struct credential *cred);
 
 /* Qualifying data of nonce as conclavectl derives it. */
 void fixture_qdata(const char *nonce, uint8_t qdata[32]);

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 {
 	int produce_runs = argc > 1 ? atoi(argv[1]) : 30;
 	struct fixture f;
-	struct secret *cred;
+	struct credential cred = { 0 };
 	struct evidence ev;
 	struct verdict v;
 	struct node_record known = { 0 }, node;
@@ -84,12 +84,9 @@ int main(int argc, char **argv)
 	if (fixture_attest_activated(&f, "bench", &buf, &len, &ev, &cred) < 0)
 		return 1;
 	fixture_qdata("bench", qdata);
-	struct verify_params first = { .policy = &f.policy,
-				       .ca = f.ca,
-				       .qdata = qdata,
-				       .qlen = 32,
-				       .credential = cred->data,
-				       .credential_len = cred->len };
+	struct verify_params first = {
+		.policy = &f.policy, .ca = f.ca, .qdata = qdata, .qlen = 32, .credential = &cred
+	};
 	MEASURE("first_contact_us", 31, 20, {
 		node = (struct node_record){ 0 };
 		first.node = &node;
@@ -136,7 +133,7 @@ int main(int argc, char **argv)
 	}
 	printf("failures %d\n", failures);
 	node_record_clear(&known);
-	secret_free(cred);
+	credential_clear(&cred);
 	free(buf);
 	fixture_stop(&f);
 	return failures ? 1 : 0;

@@ -121,8 +121,9 @@ static void make_credential_usage(FILE *f)
 	    "that only the TPM holding that EK can open, and only for that AK.\n\n"
 	    "  --ca FILE          PEM bundle of EK manufacturer roots\n"
 	    "  --out FILE         challenge for the node ('conclavectl attest --activate FILE')\n"
-	    "  --secret-out FILE  the credential, kept by the verifier (written 0600; give it to\n"
-	    "                     'verify-evidence --credential' and delete it afterwards)\n");
+	    "  --secret-out FILE  the credential and the AK name it is for, kept by the verifier\n"
+	    "                     (written 0600; give it to 'verify-evidence --credential' and\n"
+	    "                     delete it afterwards)\n");
 }
 
 int cmd_make_credential(int argc, char **argv)
@@ -135,7 +136,8 @@ int cmd_make_credential(int argc, char **argv)
 		{ 0 },
 	};
 	const char *ca_path = NULL, *out = NULL, *secret_out = NULL;
-	struct secret *cred = NULL;
+	struct credential cred = { 0 };
+	struct secret *file = NULL;
 	X509_STORE *ca = NULL;
 	struct evidence ev;
 	struct diag d = { { 0 } };
@@ -172,11 +174,18 @@ int cmd_make_credential(int argc, char **argv)
 		fprintf(stderr, "conclavectl: make-credential refused: %s\n", d.msg);
 		goto out;
 	}
-	if (write_output("credential", secret_out, cred->data, cred->len, 0600) == 0 &&
+	/* The file: credential || AK name, assembled in locked memory. */
+	file = secret_new(cred.secret->len + cred.ak_name_len);
+	if (!file)
+		goto out;
+	memcpy(file->data, cred.secret->data, cred.secret->len);
+	memcpy(file->data + cred.secret->len, cred.ak_name, cred.ak_name_len);
+	if (write_output("credential", secret_out, file->data, file->len, 0600) == 0 &&
 	    write_output("challenge", out, chal, chal_len, 0644) == 0)
 		ret = EXIT_OK;
 out:
-	secret_free(cred);
+	secret_free(file);
+	credential_clear(&cred);
 	X509_STORE_free(ca);
 	free(chal);
 	free(buf);

@@ -170,23 +170,28 @@ static int refuse_policy(bool json, const char *why)
 	return EXIT_REFUSED;
 }
 
-static struct secret *load_credential(const char *path)
+/* The file make-credential wrote: a 32-byte credential, then the name of the AK it is for. */
+static int load_credential(const char *path, struct credential *c)
 {
-	struct secret *s = NULL;
 	uint8_t *buf;
-	size_t len;
+	size_t len, name_len;
+	int ret = -1;
 
-	if (read_input("credential", path, 64, &buf, &len) < 0)
-		return NULL;
-	if (len >= 16)
-		s = secret_new(len);
-	if (s)
-		memcpy(s->data, buf, len);
-	else
-		fprintf(stderr, "conclavectl: credential %s must be 16-64 bytes\n", path);
+	if (read_input("credential", path, 32 + TPMOBJ_NAME_MAX, &buf, &len) < 0)
+		return -1;
+	name_len = len > 32 ? len - 32 : 0;
+	if (name_len < 3 || name_len > TPMOBJ_NAME_MAX) {
+		fprintf(stderr, "conclavectl: %s is not a credential file from make-credential\n",
+			path);
+	} else if ((c->secret = secret_new(32))) {
+		memcpy(c->secret->data, buf, 32);
+		memcpy(c->ak_name, buf + 32, name_len);
+		c->ak_name_len = name_len;
+		ret = 0;
+	}
 	explicit_bzero(buf, len);
 	free(buf);
-	return s;
+	return ret;
 }
 
 struct verify_args {
@@ -200,7 +205,7 @@ static int run_verify(const struct verify_args *a)
 	size_t nonce_len, pol_len, ev_len;
 	struct policy pol = { 0 };
 	struct node_record node = { 0 };
-	struct secret *cred = NULL;
+	struct credential cred = { 0 };
 	struct verify_params p = { 0 };
 	struct evidence ev;
 	struct verdict v;
@@ -217,7 +222,7 @@ static int run_verify(const struct verify_args *a)
 		fprintf(stderr, "conclavectl: %s\n", d.msg);
 		goto out;
 	}
-	if (a->credential && !(cred = load_credential(a->credential)))
+	if (a->credential && load_credential(a->credential, &cred) < 0)
 		goto out;
 	if (policy_verify((const char *)pol_buf, pol_len, pub, &pol, &d) < 0) {
 		ret = refuse_policy(a->json, d.msg);
@@ -238,10 +243,8 @@ static int run_verify(const struct verify_args *a)
 	p = (struct verify_params){
 		.policy = &pol, .ca = ca, .qdata = qdata, .qlen = sizeof(qdata)
 	};
-	if (cred) {
-		p.credential = cred->data;
-		p.credential_len = cred->len;
-	}
+	if (cred.secret)
+		p.credential = &cred;
 	if (a->state) {
 		evidence_node_id(&ev, node.node_id);
 		if (nodestore_load(a->state, node.node_id, &node, &d) < 0) {
@@ -262,7 +265,7 @@ static int run_verify(const struct verify_args *a)
 	ret = v.ok ? EXIT_OK : EXIT_REFUSED;
 out:
 	node_record_clear(&node);
-	secret_free(cred);
+	credential_clear(&cred);
 	policy_free(&pol);
 	EVP_PKEY_free(pub);
 	X509_STORE_free(ca);

@@ -690,7 +690,7 @@ static int decode_evidence(struct atls_session *s, const struct wire_msg *m, str
  * prover that knows the credential could otherwise attach a proof for any other key. */
 static int challenge_round(struct atls_session *s, const struct atls_verifier *v,
 			   struct atls_peer *peer, struct wire_msg *m, struct evidence *ev,
-			   struct secret **cred, struct diag *d)
+			   struct credential *cred, struct diag *d)
 {
 	struct wire_msg chal = { .type = WIRE_CHALLENGE };
 	struct evidence first = *ev;
@@ -739,7 +739,7 @@ static int send_verdict(struct atls_session *s, const struct atls_peer *peer, st
 static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 			  struct atls_peer *peer, struct wire_msg *m, struct diag *d)
 {
-	_cleanup_secret_ struct secret *cred = NULL;
+	struct credential cred = { 0 };
 	struct node_record *rec;
 	struct verify_params p = { .policy = v->policy, .ca = v->ca, .qlen = 32 };
 	struct evidence ev;
@@ -754,17 +754,19 @@ static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 	peer->first_contact = !rec || !rec->known;
 	if (peer->first_contact) {
 		ret = challenge_round(s, v, peer, m, &ev, &cred, d);
-		if (ret < 0)
+		if (ret < 0) {
+			credential_clear(&cred);
 			return ret;
+		}
 	}
 	/* The binding uses the role we expect, never one the peer claims. */
 	atls_session_binding(s, s->peer_role, peer->has_wg_pubkey ? peer->wg_pubkey : NULL,
 			     peer->has_disk_uuid ? peer->disk_uuid : NULL, qdata);
 	p.qdata = qdata;
-	p.credential = cred ? cred->data : NULL;
-	p.credential_len = cred ? cred->len : 0;
+	p.credential = cred.secret ? &cred : NULL;
 	p.node = rec;
 	ret = verify_evidence(&ev, &p, &peer->verdict);
+	credential_clear(&cred);
 	if (ret < 0) {
 		diag_set(d, "verifying peer evidence: %s", strerror(-ret));
 		atls_send_error(s, WIRE_INTERNAL, "the verifier failed");

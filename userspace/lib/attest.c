@@ -187,7 +187,7 @@ static int marshal_challenge(const TPM2B_ID_OBJECT *blob, const TPM2B_ENCRYPTED_
 }
 
 int attest_make_challenge(const struct evidence *ev, X509_STORE *ca, uint8_t **out, size_t *len,
-			  struct secret **credential, struct diag *d)
+			  struct credential *credential, struct diag *d)
 {
 	TPM2B_PUBLIC ek_pub = { 0 };
 	TPMT_PUBLIC ak = { 0 };
@@ -230,6 +230,8 @@ int attest_make_challenge(const struct evidence *ev, X509_STORE *ca, uint8_t **o
 		secret_free(cred);
 		return ret;
 	}
-	*credential = cred;
+	credential->secret = cred;
+	memcpy(credential->ak_name, name, name_len);
+	credential->ak_name_len = name_len;
 	return 0;
 }

@@ -90,6 +90,12 @@ void evidence_node_id(const struct evidence *ev, uint8_t id[32])
 	SHA256(ev->ek_cert.p, ev->ek_cert.len, id);
 }
 
+void credential_clear(struct credential *c)
+{
+	secret_free(c->secret);
+	memset(c, 0, sizeof(*c));
+}
+
 void node_record_clear(struct node_record *n)
 {
 	EVP_PKEY_free(n->ak_key);
@@ -175,12 +181,20 @@ static void check_ak(const struct verify_params *p, struct parsed *ps, const str
 		return;
 	}
 	if (p->credential) {
+		const struct credential *c = p->credential;
+
+		if (!c->secret || c->ak_name_len != v->ak_name_len ||
+		    memcmp(c->ak_name, v->ak_name, v->ak_name_len) != 0) {
+			set(v, CHECK_AK_ACTIVATION, CHECK_FAIL,
+			    "the evidence's AK is not the one the credential was wrapped for");
+			return;
+		}
 		if (!ev->activation.p) {
 			set(v, CHECK_AK_ACTIVATION, CHECK_FAIL,
 			    "evidence carries no activation proof for the credential challenge");
 			return;
 		}
-		if (activation_proof(p->credential, p->credential_len, v->ak_name, v->ak_name_len,
+		if (activation_proof(c->secret->data, c->secret->len, v->ak_name, v->ak_name_len,
 				     p->qdata, p->qlen, proof) < 0 ||
 		    CRYPTO_memcmp(proof, ev->activation.p, 32) != 0) {
 			set(v, CHECK_AK_ACTIVATION, CHECK_FAIL,
