@@ -302,6 +302,22 @@ static void recovery_file_is_never_overwritten(void **state)
 	kms_free(back);
 }
 
+static void recovery_file_readable_by_others_is_refused(void **state)
+{
+	struct kms *k = NULL, *back = NULL;
+	struct diag d = { { 0 } };
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/recovery-open", dir);
+	assert_int_equal(kms_new_random(&k, NULL), 0);
+	assert_int_equal(kms_recovery_write(k, path, NULL), 0);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(kms_recovery_read(path, &back, &d), -EACCES);
+	assert_null(back);
+	assert_non_null(strstr(d.msg, "chmod 600"));
+	kms_free(k);
+}
+
 static int write_variant(const char *name, const uint8_t *buf, size_t len, char *path)
 {
 	snprintf(path, 128, "%s/%s", dir, name);
@@ -369,6 +385,7 @@ int main(void)
 		cmocka_unit_test(random_clusters_derive_different_keys),
 		cmocka_unit_test(recovery_file_round_trips_privately),
 		cmocka_unit_test(recovery_file_is_never_overwritten),
+		cmocka_unit_test(recovery_file_readable_by_others_is_refused),
 		cmocka_unit_test(recovery_file_refuses_corruption),
 	};
 

@@ -369,6 +369,7 @@ int kms_recovery_parse(const uint8_t *buf, size_t len, struct kms **out, struct 
 static int read_secret_file(const char *path, size_t max, struct secret **out, size_t *len)
 {
 	struct secret *s = secret_new(max + 1);
+	struct stat st;
 	size_t n = 0;
 	int fd, ret = 0;
 
@@ -380,7 +381,12 @@ static int read_secret_file(const char *path, size_t max, struct secret **out, s
 		secret_free(s);
 		return ret;
 	}
-	while (n <= max) {
+	/* Like ssh with private keys: a secret others could read is refused, not used. */
+	if (fstat(fd, &st) < 0 || (st.st_mode & 077)) {
+		ret = -EACCES;
+		n = max + 1;
+	}
+	while (ret == 0 && n <= max) {
 		ssize_t r = read(fd, s->data + n, max + 1 - n);
 
 		if (r < 0 && errno == EINTR)
@@ -415,6 +421,11 @@ int kms_recovery_read(const char *path, struct kms **out, struct diag *d)
 	if (ret == -EFBIG) {
 		diag_set(d, "%s: too large for a recovery file", path);
 		return -EBADMSG;
+	}
+	if (ret == -EACCES) {
+		diag_set(d, "%s: the recovery file is accessible by group or others; chmod 600 it",
+			 path);
+		return ret;
 	}
 	if (ret < 0 || !text) {
 		diag_set(d, "%s: cannot read the recovery file: %s", path, strerror(-ret));
