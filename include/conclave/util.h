@@ -19,6 +19,9 @@ static inline void freep(void *p)
 /* Write 2*len lowercase hex chars plus NUL into out (size >= 2*len+1). */
 void hex_encode(const uint8_t *in, size_t len, char *out);
 
+/* Value of one hex digit (either case), or -1. */
+int hex_digit(char c);
+
 /* Decode a hex string (upper or lower case, even length) into out (max bytes); -EINVAL on bad
  * input, -E2BIG if it does not fit. *out_len gets the decoded length. */
 int hex_decode(const char *hex, uint8_t *out, size_t max, size_t *out_len);

@@ -79,17 +79,6 @@ static bool scan_peek(struct scan *s, char c)
 	return s->p < s->end && *s->p == c;
 }
 
-static int xdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Consume one escape sequence at s->p (a backslash); *cp gets the code unit it stands for. */
 static int scan_escape(struct scan *s, const char *path, unsigned int *cp)
 {
@@ -111,7 +100,7 @@ static int scan_escape(struct scan *s, const char *path, unsigned int *cp)
 		return scan_fail(s, path, "unterminated string");
 	*cp = 0;
 	for (int i = 2; i < 6; i++) {
-		int v = xdigit(s->p[i]);
+		int v = hex_digit(s->p[i]);
 
 		if (v < 0)
 			return scan_fail(s, path, "invalid \\u escape in string");
