@@ -107,6 +107,20 @@ int membership_check_disk_key(struct membership *m, int64_t node_id,
 int membership_node_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID_LEN],
 		       int64_t *node_id, struct diag *d);
 
+/* What the store recorded about an EK's TPM at its last join (the verifier's node record). */
+struct member_tpm {
+	int64_t node_id;
+	bool active;
+	uint8_t ak_name[MEMBERSHIP_AK_NAME_MAX];
+	size_t ak_name_len;
+	uint32_t reset_count, restart_count;
+	uint64_t clock;
+};
+
+/* The TPM record of an EK, -ENOENT if it never joined. */
+int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID_LEN],
+		      struct member_tpm *out, struct diag *d);
+
 /* Group commit: joins between begin and commit share one transaction (and one fsync); a join
  * that fails inside rolls back alone. Without begin, every join commits by itself. */
 int membership_batch_begin(struct membership *m, struct diag *d);

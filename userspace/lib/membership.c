@@ -78,6 +78,7 @@ enum stmt_id {
 	ST_DELTAS,
 	ST_DISK_OF,
 	ST_NODE_OF,
+	ST_TPM_OF,
 	ST_COUNT,
 };
 
@@ -125,6 +126,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		      " GROUP BY n.node_id ORDER BY n.node_id",
 	[ST_DISK_OF] = "SELECT disk_uuid, state, ek_id FROM nodes WHERE node_id = ?1",
 	[ST_NODE_OF] = "SELECT node_id FROM nodes WHERE ek_id = ?1",
+	[ST_TPM_OF] = "SELECT node_id, state, ak_name, reset_count, restart_count, clock FROM nodes"
+		      " WHERE ek_id = ?1",
 };
 
 /* Parsed address ranges; slot i (1-based) of a node gives all three of its allocations. */
@@ -1212,6 +1215,42 @@ int membership_node_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_I
 	if (ret < 0)
 		return ret;
 	*node_id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID_LEN],
+		      struct member_tpm *out, struct diag *d)
+{
+	sqlite3_stmt *s = stmt(m, ST_TPM_OF, d);
+	const void *name;
+	int ret;
+
+	if (!s)
+		return -EIO;
+	bind_blob(s, 1, ek_id, MEMBERSHIP_EK_ID_LEN);
+	ret = step_row(m, s, "looking up the node's TPM", d);
+	if (ret == 0) {
+		diag_set(d, "membership: no node with that EK");
+		return -ENOENT;
+	}
+	if (ret < 0)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	out->node_id = sqlite3_column_int64(s, 0);
+	out->active = !strcmp((const char *)sqlite3_column_text(s, 1), "active");
+	name = sqlite3_column_blob(s, 2);
+	out->ak_name_len = (size_t)sqlite3_column_bytes(s, 2);
+	if (!name || out->ak_name_len == 0 || out->ak_name_len > sizeof(out->ak_name)) {
+		sqlite3_reset(s);
+		diag_set(d, "membership store: node %lld has a malformed row",
+			 (long long)out->node_id);
+		return -EBADMSG;
+	}
+	memcpy(out->ak_name, name, out->ak_name_len);
+	out->reset_count = (uint32_t)sqlite3_column_int64(s, 3);
+	out->restart_count = (uint32_t)sqlite3_column_int64(s, 4);
+	out->clock = (uint64_t)sqlite3_column_int64(s, 5);
 	sqlite3_reset(s);
 	return 0;
 }

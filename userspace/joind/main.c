@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: Apache-2.0
+/* conclave-joind: the join service. Parses options and runs joind_run (docs/joind.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conclave/atls.h"
+#include "conclave/joind.h"
+#include "conclave/log.h"
+#include "conclave/verify.h"
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	stop = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: conclave-joind [options]\n"
+	    "The join service: attests nodes over attested TLS, admits them into the\n"
+	    "membership store and hands each its disk key, addresses and the peer set.\n"
+	    "\n"
+	    "Network:\n"
+	    "  --listen ADDR        numeric IPv4/IPv6 address to listen on (default ::)\n"
+	    "  --port N             TCP port; 0 = any (default %d)\n"
+	    "  --port-file FILE     write the bound port there (also printed on stdout as\n"
+	    "                       \"listening on ADDR PORT\")\n"
+	    "  --workers N          concurrent connections, 1..%d (default %d); more are\n"
+	    "                       closed at once\n"
+	    "  --timeout-ms N       deadline per message and handshake (default %d)\n"
+	    "Our own attestation (the join service proves itself first):\n"
+	    "  --tcti TCTI          our TPM, e.g. device:/dev/tpmrm0 (required)\n"
+	    "  --ak-state DIR       directory recording our AK (required)\n"
+	    "  --event-log FILE     our UEFI event log (default: none)\n"
+	    "  --ek-chain FILE      PEM intermediates for our EK certificate (default: none)\n"
+	    "  --pcrs MASK          SHA-256 PCRs we quote, hex bit mask (default 0x%x)\n"
+	    "What nodes must show:\n"
+	    "  --node-policy FILE   signed measurements policy for nodes (required)\n"
+	    "  --policy-key FILE    Ed25519 public key (PEM) that signed it (required)\n"
+	    "  --ca FILE            PEM bundle of EK manufacturer roots (required)\n"
+	    "State:\n"
+	    "  --db FILE            membership store (SQLite; created if missing; required)\n"
+	    "  --recovery FILE      recovery file holding the master secret (required)\n"
+	    "  --overlay-v4 CIDR    node overlay IPv4 range (default 10.100.0.0/16)\n"
+	    "  --overlay-v6 CIDR    node overlay IPv6 range (default fd00:100::/64)\n"
+	    "  --pod-pool CIDR      pod address pool (default 10.244.0.0/16)\n"
+	    "  --pod-prefix N       prefix length of each node's pod CIDR (default 24)\n"
+	    "                       (ranges are fixed when the store is created)\n"
+	    "  -v, --verbose        log every join (CONCLAVE_LOG=debug|info|warn|err also works)\n"
+	    "  -h, --help           this text\n"
+	    "SIGTERM or SIGINT stops the service.\n",
+	    JOIND_DEFAULT_PORT, JOIND_MAX_WORKERS, JOIND_DEFAULT_WORKERS, ATLS_DEFAULT_TIMEOUT_MS,
+	    LOG_COVERED_PCRS);
+}
+
+static int number(const char *s, unsigned long max, int base, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, base);
+	return errno || end == s || *end || *s == '-' || *out > max ? -EINVAL : 0;
+}
+
+enum opt {
+	O_LISTEN = 256,
+	O_PORT,
+	O_PORT_FILE,
+	O_WORKERS,
+	O_TIMEOUT,
+	O_TCTI,
+	O_AK_STATE,
+	O_EVENT_LOG,
+	O_EK_CHAIN,
+	O_PCRS,
+	O_NODE_POLICY,
+	O_POLICY_KEY,
+	O_CA,
+	O_DB,
+	O_RECOVERY,
+	O_OVERLAY_V4,
+	O_OVERLAY_V6,
+	O_POD_POOL,
+	O_POD_PREFIX,
+};
+
+static const struct option options[] = {
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "port", required_argument, NULL, O_PORT },
+	{ "port-file", required_argument, NULL, O_PORT_FILE },
+	{ "workers", required_argument, NULL, O_WORKERS },
+	{ "timeout-ms", required_argument, NULL, O_TIMEOUT },
+	{ "tcti", required_argument, NULL, O_TCTI },
+	{ "ak-state", required_argument, NULL, O_AK_STATE },
+	{ "event-log", required_argument, NULL, O_EVENT_LOG },
+	{ "ek-chain", required_argument, NULL, O_EK_CHAIN },
+	{ "pcrs", required_argument, NULL, O_PCRS },
+	{ "node-policy", required_argument, NULL, O_NODE_POLICY },
+	{ "policy-key", required_argument, NULL, O_POLICY_KEY },
+	{ "ca", required_argument, NULL, O_CA },
+	{ "db", required_argument, NULL, O_DB },
+	{ "recovery", required_argument, NULL, O_RECOVERY },
+	{ "overlay-v4", required_argument, NULL, O_OVERLAY_V4 },
+	{ "overlay-v6", required_argument, NULL, O_OVERLAY_V6 },
+	{ "pod-pool", required_argument, NULL, O_POD_POOL },
+	{ "pod-prefix", required_argument, NULL, O_POD_PREFIX },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* One option into c; -EINVAL for a bad value or an unknown option. */
+static int set_option(struct joind_config *c, int opt, const char *arg)
+{
+	unsigned long v;
+
+	switch (opt) {
+	case O_LISTEN: c->listen_addr = arg; return 0;
+	case O_PORT_FILE: c->port_file = arg; return 0;
+	case O_TCTI: c->tcti = arg; return 0;
+	case O_AK_STATE: c->ak_state = arg; return 0;
+	case O_EVENT_LOG: c->event_log = arg; return 0;
+	case O_EK_CHAIN: c->ek_chain = arg; return 0;
+	case O_NODE_POLICY: c->node_policy = arg; return 0;
+	case O_POLICY_KEY: c->policy_key = arg; return 0;
+	case O_CA: c->ca_bundle = arg; return 0;
+	case O_DB: c->db_path = arg; return 0;
+	case O_RECOVERY: c->recovery = arg; return 0;
+	case O_OVERLAY_V4: c->ranges.overlay_v4 = arg; return 0;
+	case O_OVERLAY_V6: c->ranges.overlay_v6 = arg; return 0;
+	case O_POD_POOL: c->ranges.pod_pool = arg; return 0;
+	case 'v': log_set_level(LOG_LVL_INFO); return 0;
+	case O_PORT:
+		if (number(arg, 65535, 10, &v) < 0)
+			return -EINVAL;
+		c->port = (uint16_t)v;
+		return 0;
+	case O_WORKERS:
+		if (number(arg, JOIND_MAX_WORKERS, 10, &v) < 0 || v == 0)
+			return -EINVAL;
+		c->workers = (unsigned int)v;
+		return 0;
+	case O_TIMEOUT:
+		if (number(arg, 600000, 10, &v) < 0 || v == 0)
+			return -EINVAL;
+		c->timeout_ms = (int)v;
+		return 0;
+	case O_PCRS:
+		if (number(arg, 0xffffff, 16, &v) < 0 || v == 0)
+			return -EINVAL;
+		c->pcr_mask = (uint32_t)v;
+		return 0;
+	case O_POD_PREFIX:
+		if (number(arg, 32, 10, &v) < 0)
+			return -EINVAL;
+		c->ranges.pod_prefix = (unsigned int)v;
+		return 0;
+	default: return -EINVAL;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct joind_config c = {
+		.listen_addr = "::",
+		.port = JOIND_DEFAULT_PORT,
+		.workers = JOIND_DEFAULT_WORKERS,
+		.pcr_mask = LOG_COVERED_PCRS,
+		.ranges = { "10.100.0.0/16", "fd00:100::/64", "10.244.0.0/16", 24, 0 },
+		.stop = &stop,
+	};
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct diag d = { { 0 } };
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
+		if (opt == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		if (set_option(&c, opt, optarg) < 0) {
+			if (opt != '?')
+				fprintf(stderr, "conclave-joind: bad value for --%s: %s\n",
+					options[opt - O_LISTEN].name, optarg);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "conclave-joind: unexpected argument %s\n", argv[optind]);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (joind_run(&c, &d) < 0) {
+		fprintf(stderr, "conclave-joind: %s\n", d.msg);
+		return 1;
+	}
+	return 0;
+}
