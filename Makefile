@@ -145,6 +145,7 @@ bench: install-deps
 	scripts/bench-bpf-verdicts $(BUILD)
 	scripts/bench-datapath $(BUILD)
 	scripts/bench-membership $(BUILD)
+	scripts/bench-join $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps

@@ -3,6 +3,7 @@
 #ifndef CONCLAVE_ATTEST_H
 #define CONCLAVE_ATTEST_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,9 @@ struct attest_opts {
 	const char *ek_chain;	  /* PEM file of intermediates to include; NULL = none */
 	const uint8_t *challenge; /* encoded challenge to answer (activation); NULL = none */
 	size_t challenge_len;
+	/* Held for the whole TPM session when several threads share one TPM without a resource
+	 * manager (swtpm): concurrent sessions would exhaust its object slots. NULL = none. */
+	pthread_mutex_t *tpm_lock;
 };
 
 /* On the node: open the TPM, ensure the AK, answer the challenge if any, quote, and encode

@@ -105,7 +105,7 @@ static int answer_challenge(struct tpm *t, const struct tpm_ak *ak, const struct
 	return ret;
 }
 
-int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d)
+static int produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d)
 {
 	struct evidence ev = { 0 };
 	struct der_chain chain = { 0 };
@@ -167,6 +167,18 @@ out:
 	free(sig);
 	free(log);
 	tpm_close(t);
+	return ret;
+}
+
+int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d)
+{
+	int ret;
+
+	if (o->tpm_lock)
+		pthread_mutex_lock(o->tpm_lock);
+	ret = produce(o, out, len, d);
+	if (o->tpm_lock)
+		pthread_mutex_unlock(o->tpm_lock);
 	return ret;
 }
 

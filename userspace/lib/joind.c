@@ -31,6 +31,9 @@ struct joind {
 	/* The store has one connection: every use holds store_lock. */
 	struct membership *store;
 	pthread_mutex_t store_lock;
+	/* Workers share one TPM, which may have no resource manager (swtpm): one session at a
+	 * time, held only while attest_produce talks to the TPM, never across network I/O. */
+	pthread_mutex_t tpm_lock;
 	/* The pool: the acceptor queues fds, idle workers take them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -440,11 +443,13 @@ int joind_run(const struct joind_config *c, struct diag *d)
 			  .event_log = c->event_log,
 			  .ek_chain = c->ek_chain },
 		.store_lock = PTHREAD_MUTEX_INITIALIZER,
+		.tpm_lock = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
 	};
 	int lfd = -1, ret;
 
+	j.self.tpm_lock = &j.tpm_lock;
 	if (!c->stop || !c->listen_addr || !c->tcti || !c->ak_state || !c->node_policy ||
 	    !c->policy_key || !c->ca_bundle || !c->db_path || !c->recovery || c->workers == 0 ||
 	    c->workers > JOIND_MAX_WORKERS) {
