@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* libFuzzer target for the TCG2 event log: parse, replay every bank, and compare each PCR's
  * events with themselves, which must report no difference. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +62,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		return 0;
 	}
-	eventlog_replay(&log, TPM_ALG_SHA256, pcrs, &len);
+	/* A log may lack the SHA-256 bank (its Spec ID table decides): compare only banks it has.
+	 */
+	bool has_sha256 = eventlog_replay(&log, TPM_ALG_SHA256, pcrs, &len) == 0;
+
 	for (uint32_t i = 0; i < log.n_algs; i++)
 		eventlog_replay(&log, log.algs[i], pcrs, &len);
 	for (size_t i = 0; i < log.n_events; i++)
 		eventlog_type_name(log.events[i].type);
-	compare_with_itself(&log, size ? data[size - 1] % PCR_COUNT : 0, TPM_ALG_SHA256);
+	if (has_sha256)
+		compare_with_itself(&log, size ? data[size - 1] % PCR_COUNT : 0, TPM_ALG_SHA256);
 	if (log.n_algs > 0)
 		compare_with_itself(&log, size % PCR_COUNT, log.algs[0]);
 	eventlog_free(&log);
