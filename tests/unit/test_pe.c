@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Unit tests for PE parsing, the Authenticode hash and the UKI measurement prediction.
- * Independent references: osslsigncode's digest of a signed systemd stub
- * (tests/data/pe/linuxx64-signed.efi, signed with a throwaway key), and digests observed in
+ * Independent references: osslsigncode's digest of the installed systemd stub, signed at
+ * setup with a throwaway key (tests/tools/sign-stub), and digests observed in
  * real OVMF + swtpm boot logs. */
 #include <errno.h>
 #include <setjmp.h>
@@ -21,8 +21,9 @@
 #include "conclave/util.h"
 #include "swtpm_harness.h"
 
-/* `osslsigncode verify -in tests/data/pe/linuxx64-signed.efi`: "Calculated message digest". */
-#define SIGNED_STUB_DIGEST "32cab00c99673e8b50d5d7f7602b2f8fdb5138aba67d1d2e422fdc8464310bc1"
+/* The installed systemd stub, signed afresh by osslsigncode with a throwaway key, and
+ * osslsigncode's "Calculated message digest" of it (tests/tools/sign-stub, run at setup). */
+static char signed_dir[64], signed_stub[128], signed_digest[65];
 /* Debian's 6.1.0-56 kernel: osslsigncode's digest, and PCR 4's second application in
  * tests/data/eventlogs/eventlog-uki.bin (the kernel inside the UKI that was booted). */
 #define KERNEL_61056_DIGEST "6b1bf35c3bee9918250f593a6fff889c75c1e239cd2fe9e5bb0cd3de9dcb8e51"
@@ -133,6 +134,35 @@ static uint8_t *build_pe(const struct sec *s, int n, size_t trailer, size_t cert
 
 /* ---- PE and Authenticode ------------------------------------------------------------------ */
 
+static int sign_stub(void **state)
+{
+	char tool[4096], cmd[8192], path[128];
+	uint8_t *digest;
+	size_t len;
+
+	snprintf(signed_dir, sizeof(signed_dir), "/tmp/conclave-pe-XXXXXX");
+	if (!mkdtemp(signed_dir))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "'%s' '%s'",
+		 test_path("tests/tools/sign-stub", tool, sizeof(tool)), signed_dir);
+	snprintf(signed_stub, sizeof(signed_stub), "%s/signed.efi", signed_dir);
+	snprintf(path, sizeof(path), "%s/signed.digest", signed_dir);
+	if (system(cmd) != 0 || read_file(path, 65, &digest, &len) < 0)
+		return -1;
+	memcpy(signed_digest, digest, 64);
+	signed_digest[64] = '\0';
+	free(digest);
+	return 0;
+}
+
+static int remove_signed(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", signed_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 static void authenticode_matches_osslsigncode_on_a_signed_stub(void **state)
 {
 	struct pe_image pe;
@@ -140,12 +170,12 @@ static void authenticode_matches_osslsigncode_on_a_signed_stub(void **state)
 	uint8_t h[32], *buf;
 	size_t len;
 
-	buf = load("tests/data/pe/linuxx64-signed.efi", &len);
+	assert_int_equal(read_file(signed_stub, 1u << 26, &buf, &len), 0);
 	assert_int_equal(pe_parse(buf, len, &pe, &d), 0);
 	assert_true(pe.cert_size > 0);
 	assert_int_equal(pe.cert_offset + pe.cert_size, len);
 	assert_int_equal(pe_authenticode_sha256(&pe, h, &d), 0);
-	assert_hex(h, SIGNED_STUB_DIGEST);
+	assert_hex(h, signed_digest);
 	free(buf);
 }
 
@@ -156,7 +186,7 @@ static void stripping_the_signature_keeps_the_hash(void **state)
 	uint8_t h[32], *buf;
 	size_t len;
 
-	buf = load("tests/data/pe/linuxx64-signed.efi", &len);
+	assert_int_equal(read_file(signed_stub, 1u << 26, &buf, &len), 0);
 	assert_int_equal(pe_parse(buf, len, &pe, &d), 0);
 	/* drop the certificate table, its directory entry and the CheckSum: nothing hashed */
 	len = pe.cert_offset;
@@ -165,7 +195,7 @@ static void stripping_the_signature_keeps_the_hash(void **state)
 	assert_int_equal(pe_parse(buf, len, &pe, &d), 0);
 	assert_int_equal(pe.cert_size, 0);
 	assert_int_equal(pe_authenticode_sha256(&pe, h, &d), 0);
-	assert_hex(h, SIGNED_STUB_DIGEST);
+	assert_hex(h, signed_digest);
 	free(buf);
 }
 
@@ -438,5 +468,5 @@ int main(void)
 		cmocka_unit_test(prediction_refuses_unknown_stubs_and_direct_boot_references),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, sign_stub, remove_signed);
 }
