@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 
 #include "attest_fixture.h"
+#include "joind_proc.h"
 #include "conclave/joinclient.h"
 #include "conclave/kms.h"
 #include "conclave/membership.h"
@@ -105,82 +106,29 @@ static int64_t now_ms(void)
 
 static void joind_start(void)
 {
-	char bin[PATH_MAX], workers[8], timeout[16];
-	int64_t deadline;
-	int fd;
+	const struct joind_args a = {
+		.port_file = port_path,
+		.log_file = log_path,
+		.tcti = joind_fx.tpm.tcti,
+		.ak_state = joind_fx.ak_state,
+		.event_log = joind_fx.log_path,
+		.ek_chain = joind_fx.tpm.issuer,
+		.node_policy = policy_path,
+		.policy_key = pub_path,
+		.ca = ca_path,
+		.db = db_path,
+		.recovery = recovery_path,
+		.overlay_v4 = ranges.overlay_v4,
+		.overlay_v6 = ranges.overlay_v6,
+		.pod_pool = ranges.pod_pool,
+		.workers = WORKERS,
+		.timeout_ms = JOIND_MS,
+		.verbose = true,
+	};
+	const char *why = NULL;
 
-	build_path("conclave-joind", bin, sizeof(bin));
-	snprintf(workers, sizeof(workers), "%d", WORKERS);
-	snprintf(timeout, sizeof(timeout), "%d", JOIND_MS);
-	unlink(port_path);
-	joind_pid = fork();
-	check(joind_pid >= 0, "fork: %s", strerror(errno));
-	if (joind_pid == 0) {
-		char *argv[] = { bin,
-				 "--listen",
-				 "127.0.0.1",
-				 "--port",
-				 "0",
-				 "--port-file",
-				 port_path,
-				 "--workers",
-				 workers,
-				 "--timeout-ms",
-				 timeout,
-				 "--tcti",
-				 joind_fx.tpm.tcti,
-				 "--ak-state",
-				 joind_fx.ak_state,
-				 "--event-log",
-				 joind_fx.log_path,
-				 "--ek-chain",
-				 joind_fx.tpm.issuer,
-				 "--node-policy",
-				 policy_path,
-				 "--policy-key",
-				 pub_path,
-				 "--ca",
-				 ca_path,
-				 "--db",
-				 db_path,
-				 "--recovery",
-				 recovery_path,
-				 "--overlay-v4",
-				 (char *)ranges.overlay_v4,
-				 "--overlay-v6",
-				 (char *)ranges.overlay_v6,
-				 "--pod-pool",
-				 (char *)ranges.pod_pool,
-				 "--pod-prefix",
-				 "24",
-				 "-v",
-				 NULL };
-
-		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(bin, argv);
-		_exit(127);
-	}
-	deadline = now_ms() + 20000;
-	while (now_ms() < deadline) {
-		uint8_t *buf = NULL;
-		size_t len;
-		int status;
-
-		if (read_file(port_path, 64, &buf, &len) == 0) {
-			joind_port = (uint16_t)strtoul((char *)buf, NULL, 10);
-			free(buf);
-			check(joind_port != 0, "port file %s holds no port", port_path);
-			return;
-		}
-		check(waitpid(joind_pid, &status, WNOHANG) == 0,
-		      "conclave-joind exited (status %d)", status);
-		usleep(20000);
-	}
-	check(false, "conclave-joind did not report its port within 20 s");
+	joind_pid = joind_proc_start(&a, 20000, &joind_port, &why);
+	check(joind_pid > 0, "%s (log: %s)", why, log_path);
 }
 
 static void joind_stop(int sig)

@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "attest_fixture.h"
+#include "joind_proc.h"
 #include "conclave/joinclient.h"
 #include "conclave/kms.h"
 #include "conclave/membership.h"
@@ -109,8 +110,8 @@ static double proc_cpu_us(pid_t pid)
 	p = strrchr(buf, ')'); /* the command name may hold spaces */
 	/* After ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
 	 * utime(14) stime(15). */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
@@ -168,78 +169,29 @@ static void print_cpu(const char *prefix, struct cpu a, struct cpu b, int joins)
 
 static int joind_start(int workers)
 {
-	char bin[PATH_MAX], w[16];
-	double deadline;
-	int fd;
+	const struct joind_args a = {
+		.port_file = port_path,
+		.log_file = log_path,
+		.tcti = joind_fx.tpm.tcti,
+		.ak_state = joind_fx.ak_state,
+		.event_log = joind_fx.log_path,
+		.ek_chain = joind_fx.tpm.issuer,
+		.node_policy = policy_path,
+		.policy_key = pub_path,
+		.ca = ca_path,
+		.db = db_path,
+		.recovery = recovery_path,
+		.overlay_v4 = ranges.overlay_v4,
+		.overlay_v6 = ranges.overlay_v6,
+		.pod_pool = ranges.pod_pool,
+		.workers = workers,
+	};
+	const char *why = NULL;
 
-	build_path("conclave-joind", bin, sizeof(bin));
-	snprintf(w, sizeof(w), "%d", workers);
-	joind_pid = fork();
+	joind_pid = joind_proc_start(&a, 20000, &joind_port, &why);
 	if (joind_pid < 0)
-		return -1;
-	if (joind_pid == 0) {
-		char *argv[] = { bin,
-				 "--listen",
-				 "127.0.0.1",
-				 "--port",
-				 "0",
-				 "--port-file",
-				 port_path,
-				 "--workers",
-				 w,
-				 "--tcti",
-				 joind_fx.tpm.tcti,
-				 "--ak-state",
-				 joind_fx.ak_state,
-				 "--event-log",
-				 joind_fx.log_path,
-				 "--ek-chain",
-				 joind_fx.tpm.issuer,
-				 "--node-policy",
-				 policy_path,
-				 "--policy-key",
-				 pub_path,
-				 "--ca",
-				 ca_path,
-				 "--db",
-				 db_path,
-				 "--recovery",
-				 recovery_path,
-				 "--overlay-v4",
-				 (char *)ranges.overlay_v4,
-				 "--overlay-v6",
-				 (char *)ranges.overlay_v6,
-				 "--pod-pool",
-				 (char *)ranges.pod_pool,
-				 "--pod-prefix",
-				 "24",
-				 NULL };
-
-		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(bin, argv);
-		_exit(127);
-	}
-	deadline = now_us() + 20e6;
-	while (now_us() < deadline) {
-		uint8_t *buf = NULL;
-		size_t len;
-
-		if (read_file(port_path, 64, &buf, &len) == 0) {
-			joind_port = (uint16_t)strtoul((char *)buf, NULL, 10);
-			free(buf);
-			return joind_port ? 0 : -1;
-		}
-		if (waitpid(joind_pid, NULL, WNOHANG) != 0) {
-			joind_pid = -1;
-			return -1;
-		}
-		usleep(20000);
-	}
-	return -1;
+		fprintf(stderr, "bench-join: %s (log: %s)\n", why, log_path);
+	return joind_pid < 0 ? -1 : 0;
 }
 
 /* ---- nodes ------------------------------------------------------------------------------- */
@@ -275,7 +227,7 @@ static int node_join(struct node *n)
 	if (ret == 0 && !n->id)
 		n->id = j.self.node_id;
 	if (ret < 0 && (atomic_load(&conc_phase) ? atomic_load(&n_failed)
-						  : atomic_fetch_add(&failures, 1)) < 3)
+						 : atomic_fetch_add(&failures, 1)) < 3)
 		fprintf(stderr, "join of %s failed (%d): %s\n", n->endpoint, ret, d.msg);
 	join_info_clear(&j);
 	return ret;
@@ -425,7 +377,8 @@ static void bench_tls(int rounds)
 		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			atomic_fetch_add(&failures, 1);
 		SSL_set_fd(ssl, fd);
-		if (SSL_connect(ssl) != 1 || SSL_read(ssl, &b, 1) != 1 || SSL_write(ssl, "y", 1) != 1)
+		if (SSL_connect(ssl) != 1 || SSL_read(ssl, &b, 1) != 1 ||
+		    SSL_write(ssl, "y", 1) != 1)
 			atomic_fetch_add(&failures, 1);
 		SSL_shutdown(ssl);
 		SSL_free(ssl);
@@ -524,8 +477,8 @@ static void print_log_tail(size_t max)
 	size_t len = 0;
 
 	if (read_file(log_path, 1u << 22, &buf, &len) == 0 && len) {
-		fprintf(stderr, "--- conclave-joind log (tail):\n%.*s\n", (int)(len > max ? max : len),
-			(char *)buf + (len > max ? len - max : 0));
+		fprintf(stderr, "--- conclave-joind log (tail):\n%.*s\n",
+			(int)(len > max ? max : len), (char *)buf + (len > max ? len - max : 0));
 	}
 	free(buf);
 }
@@ -557,7 +510,8 @@ int main(int argc, char **argv)
 	int rounds = clamp(argc > 1 ? atoi(argv[1]) : 200, 10, MAX_SAMPLES);
 	int clients = clamp(argc > 2 ? atoi(argv[2]) : 50, 1, MAX_CLIENTS);
 	double seconds = argc > 4 ? atof(argv[4]) : 10;
-	double *lat = calloc((size_t)rounds, sizeof(*lat)), first[MAX_POOL], setup0 = now_us();
+	static double lat[MAX_SAMPLES];
+	double first[MAX_POOL], setup0 = now_us();
 	_cleanup_kms_ struct kms *k = NULL;
 	pthread_t th[MAX_CLIENTS];
 	struct diag d = { { 0 } };
@@ -566,7 +520,7 @@ int main(int argc, char **argv)
 
 	pool_size = clamp(argc > 3 ? atoi(argv[3]) : 8, 1, MAX_POOL);
 	signal(SIGPIPE, SIG_IGN);
-	if (!lat || !mkdtemp(dir))
+	if (!mkdtemp(dir))
 		return 1;
 	snprintf(db_path, sizeof(db_path), "%s/members.db", dir);
 	snprintf(recovery_path, sizeof(recovery_path), "%s/recovery", dir);
@@ -648,12 +602,10 @@ int main(int argc, char **argv)
 
 	printf("failures %d\n", atomic_load(&failures));
 	cleanup();
-	free(lat);
 	return atomic_load(&failures) ? 1 : 0;
 fail:
 	printf("failures %d\n", atomic_load(&failures) + 1);
 	print_log_tail(3000);
 	cleanup();
-	free(lat);
 	return 1;
 }
