@@ -14,12 +14,10 @@
 #include "conclave/attest.h"
 #include "conclave/diag.h"
 #include "conclave/membership.h"
+#include "conclave/peerset.h"
 #include "conclave/policy.h"
 #include "conclave/secret.h"
 #include "conclave/wire.h"
-
-#define PEERSET_MAGIC	"CPST"
-#define PEERSET_VERSION 1
 
 struct joinclient_config {
 	const char *host; /* numeric IPv4 or IPv6 address of the join service */
@@ -39,10 +37,7 @@ struct joinclient_config {
 /* What a successful join hands the node. */
 struct join_info {
 	struct secret *disk_key; /* KMS_DISK_KEY_LEN bytes, locked */
-	uint64_t generation;	 /* peer-set generation the peers are from */
-	struct peer self;	 /* our node id and allocation */
-	struct peer *peers;	 /* every other active member (malloc'ed) */
-	size_t n_peers;
+	struct peerset view;	 /* our allocation and every other active member */
 };
 
 /* One join attempt. 0 on success; -EACCES when we refused the join service (nothing of ours
@@ -51,17 +46,5 @@ int joinclient_join(const struct joinclient_config *c, struct join_info *out, st
 
 /* Wipe the key and free the peers; the struct may be reused. */
 void join_info_clear(struct join_info *j);
-
-/* The JOIN_RESPONSE peer-set document (big-endian):
- *   "CPST" | u8 version | u64 generation | self | u32 count | count x peer
- *   peer = u64 node id | wg key[32] | str endpoints | str overlay v4 | str overlay v6 | str pod
- *   str  = u8 length | printable ASCII (shorter than the struct peer field)
- * Encode (malloc'ed); the disk key is not part of it. */
-int peerset_encode(uint64_t generation, const struct peer *self, const struct peer *peers, size_t n,
-		   uint8_t **out, size_t *len);
-
-/* Decode a peer-set document into out's generation, self and peers (strict: trailing bytes,
- * bad strings and counts are errors). */
-int peerset_decode(const uint8_t *buf, size_t len, struct join_info *out, struct diag *d);
 
 #endif

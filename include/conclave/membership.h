@@ -11,7 +11,7 @@
 
 #include "conclave/diag.h"
 
-#define MEMBERSHIP_SCHEMA_VERSION 2
+#define MEMBERSHIP_SCHEMA_VERSION 3
 #define MEMBERSHIP_EK_ID_LEN	  32
 #define MEMBERSHIP_AK_NAME_MAX	  68 /* TPMOBJ_NAME_MAX: nameAlg + SHA-512 */
 #define MEMBERSHIP_WG_KEY_LEN	  32
@@ -39,6 +39,10 @@ struct join_record {
 	uint32_t reset_count, restart_count;
 	uint64_t clock;
 	uint8_t evidence_digest[MEMBERSHIP_DIGEST_LEN];
+	/* The attested SHA-256 PCR values (pcr_mask selects which): kept so a reloaded policy can
+	 * be checked against every member without asking it to attest again. */
+	uint32_t pcr_mask;
+	uint8_t pcrs[24][32];
 };
 
 /* A member as peers see it; allowed IPs are overlay_v4/32, overlay_v6/128 and pod_cidr. */
@@ -120,6 +124,28 @@ struct member_tpm {
 /* The TPM record of an EK, -ENOENT if it never joined. */
 int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID_LEN],
 		      struct member_tpm *out, struct diag *d);
+
+/* Everything the store knows about one member, active or revoked (for status and verify). */
+struct member_info {
+	struct peer peer;
+	uint8_t ek_id[MEMBERSHIP_EK_ID_LEN];
+	bool active;
+	uint64_t joined_at, attested_at, revoked_at; /* unix seconds; revoked_at 0 if active */
+	uint32_t pcr_mask;			     /* of its last attestation */
+	uint8_t pcrs[24][32];
+};
+
+/* Every member ever admitted, by node id (malloc'ed array, free() it). */
+int membership_members(struct membership *m, struct member_info **out, size_t *n,
+		       struct diag *d);
+
+/* Small named values of the cluster (e.g. the master-secret check value), in the same
+ * transactional store. get: -ENOENT if unset; the value is copied into buf (up to cap bytes,
+ * *len set to its size; -E2BIG if larger). set: inserts or replaces. */
+int membership_meta_get(struct membership *m, const char *key, uint8_t *buf, size_t cap,
+			size_t *len, struct diag *d);
+int membership_meta_set(struct membership *m, const char *key, const uint8_t *val, size_t len,
+			struct diag *d);
 
 /* Group commit: joins between begin and commit share one transaction (and one fsync); a join
  * that fails inside rolls back alone. Without begin, every join commits by itself. */

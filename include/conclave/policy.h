@@ -71,4 +71,10 @@ int policy_sign(EVP_PKEY *key, const char *json, size_t len, char **signed_out, 
 int policy_verify(const char *signed_doc, size_t len, EVP_PKEY *pub, struct policy *out,
 		  struct diag *d);
 
+/* Whether recorded PCR values (SHA-256 bank, mask = which of pcrs[] are set) satisfy the policy:
+ * every policy PCR that is not warnOnly must be present and equal. On a mismatch, why names the
+ * first offending PCR ("PCR 4 differs", "PCR 7 not recorded"). */
+bool policy_match_pcrs(const struct policy *p, uint32_t mask, const uint8_t pcrs[24][32], char *why,
+		       size_t why_len);
+
 #endif

@@ -175,11 +175,11 @@ static void check_joined(struct node *n, const struct join_info *j)
 {
 	check(j->disk_key && j->disk_key->len == KMS_DISK_KEY_LEN, "no 32-byte disk key");
 	if (!n->id) {
-		n->id = j->self.node_id;
+		n->id = j->view.self.node_id;
 		memcpy(n->key, j->disk_key->data, KMS_DISK_KEY_LEN);
 	}
-	check(j->self.node_id == n->id, "%s: node id %lld, first join gave %lld", n->endpoint,
-	      (long long)j->self.node_id, (long long)n->id);
+	check(j->view.self.node_id == n->id, "%s: node id %lld, first join gave %lld", n->endpoint,
+	      (long long)j->view.self.node_id, (long long)n->id);
 	check(!memcmp(j->disk_key->data, n->key, KMS_DISK_KEY_LEN),
 	      "%s: another disk key than at its first join", n->endpoint);
 }
@@ -196,8 +196,8 @@ static void join_ok(struct node *n, struct join_info *j)
 
 static bool peers_include(const struct join_info *j, int64_t id)
 {
-	for (size_t i = 0; i < j->n_peers; i++)
-		if (j->peers[i].node_id == id)
+	for (size_t i = 0; i < j->view.n_peers; i++)
+		if (j->view.peers[i].node_id == id)
 			return true;
 	return false;
 }
@@ -212,30 +212,30 @@ static void three_nodes_join_with_distinct_ids_addresses_and_keys(void **state)
 		join_ok(&nodes[i], &j[i]);
 	for (int a = 0; a < 3; a++)
 		for (int b = a + 1; b < 3; b++) {
-			check(j[a].self.node_id != j[b].self.node_id, "nodes %d and %d share an id",
+			check(j[a].view.self.node_id != j[b].view.self.node_id, "nodes %d and %d share an id",
 			      a, b);
-			check(strcmp(j[a].self.overlay_v4, j[b].self.overlay_v4) != 0 &&
-				  strcmp(j[a].self.overlay_v6, j[b].self.overlay_v6) != 0 &&
-				  strcmp(j[a].self.pod_cidr, j[b].self.pod_cidr) != 0,
+			check(strcmp(j[a].view.self.overlay_v4, j[b].view.self.overlay_v4) != 0 &&
+				  strcmp(j[a].view.self.overlay_v6, j[b].view.self.overlay_v6) != 0 &&
+				  strcmp(j[a].view.self.pod_cidr, j[b].view.self.pod_cidr) != 0,
 			      "nodes %d and %d share an address (%s / %s)", a, b,
-			      j[a].self.overlay_v4, j[b].self.overlay_v4);
+			      j[a].view.self.overlay_v4, j[b].view.self.overlay_v4);
 			check(memcmp(j[a].disk_key->data, j[b].disk_key->data, 32) != 0,
 			      "nodes %d and %d got the same disk key", a, b);
 		}
 	/* Each sees the members before it, never itself. */
-	check(j[2].n_peers == 2 && peers_include(&j[2], j[0].self.node_id) &&
-		  peers_include(&j[2], j[1].self.node_id),
-	      "third node's peer set has %zu peers", j[2].n_peers);
-	check(j[1].n_peers == 1 && peers_include(&j[1], j[0].self.node_id),
-	      "second node's peer set has %zu peers", j[1].n_peers);
-	check(!memcmp(j[2].peers[0].wg_pubkey, j[0].self.wg_pubkey, 32) ||
-		  !memcmp(j[2].peers[1].wg_pubkey, j[0].self.wg_pubkey, 32),
+	check(j[2].view.n_peers == 2 && peers_include(&j[2], j[0].view.self.node_id) &&
+		  peers_include(&j[2], j[1].view.self.node_id),
+	      "third node's peer set has %zu peers", j[2].view.n_peers);
+	check(j[1].view.n_peers == 1 && peers_include(&j[1], j[0].view.self.node_id),
+	      "second node's peer set has %zu peers", j[1].view.n_peers);
+	check(!memcmp(j[2].view.peers[0].wg_pubkey, j[0].view.self.wg_pubkey, 32) ||
+		  !memcmp(j[2].view.peers[1].wg_pubkey, j[0].view.self.wg_pubkey, 32),
 	      "peer set does not carry the first node's WireGuard key");
-	check(j[2].generation > j[1].generation && j[1].generation > j[0].generation,
-	      "generations %llu, %llu, %llu do not increase", (unsigned long long)j[0].generation,
-	      (unsigned long long)j[1].generation, (unsigned long long)j[2].generation);
-	check(!strcmp(j[2].peers[0].endpoints, nodes[0].endpoint) ||
-		  !strcmp(j[2].peers[1].endpoints, nodes[0].endpoint),
+	check(j[2].view.generation > j[1].view.generation && j[1].view.generation > j[0].view.generation,
+	      "generations %llu, %llu, %llu do not increase", (unsigned long long)j[0].view.generation,
+	      (unsigned long long)j[1].view.generation, (unsigned long long)j[2].view.generation);
+	check(!strcmp(j[2].view.peers[0].endpoints, nodes[0].endpoint) ||
+		  !strcmp(j[2].view.peers[1].endpoints, nodes[0].endpoint),
 	      "peer set lacks the first node's endpoint %s", nodes[0].endpoint);
 	for (int i = 0; i < 3; i++)
 		join_info_clear(&j[i]);
@@ -247,7 +247,7 @@ static void node_rejoining_after_a_tpm_reset_gets_the_same_disk_key(void **state
 
 	check(fixture_reboot(&nodes[0].fx) == 0, "swtpm restart failed");
 	join_ok(&nodes[0], &j); /* same id and key, checked inside */
-	check(j.n_peers == 2, "rejoined node sees %zu peers", j.n_peers);
+	check(j.view.n_peers == 2, "rejoined node sees %zu peers", j.view.n_peers);
 	join_info_clear(&j);
 }
 

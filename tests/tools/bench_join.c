@@ -222,10 +222,10 @@ static int node_join(struct node *n)
 	int ret = joinclient_join(&c, &j, &d);
 
 	if (ret == 0 && (!j.disk_key || j.disk_key->len != KMS_DISK_KEY_LEN ||
-			 (n->id && j.self.node_id != n->id)))
+			 (n->id && j.view.self.node_id != n->id)))
 		ret = -EPROTO;
 	if (ret == 0 && !n->id)
-		n->id = j.self.node_id;
+		n->id = j.view.self.node_id;
 	if (ret < 0 && (atomic_load(&conc_phase) ? atomic_load(&n_failed)
 						 : atomic_fetch_add(&failures, 1)) < 3)
 		fprintf(stderr, "join of %s failed (%d): %s\n", n->endpoint, ret, d.msg);

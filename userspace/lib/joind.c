@@ -14,6 +14,7 @@
 
 #include "conclave/atls.h"
 #include "conclave/joinclient.h"
+#include "conclave/peerset.h"
 #include "conclave/joind.h"
 #include "conclave/kms.h"
 #include "conclave/log.h"
