@@ -4,8 +4,10 @@
  *
  * Channel binding: the quote's qualifying data is
  *   SHA-256(TLS exporter("EXPORTER-conclave-attestation", no context, 32 bytes) ||
- *           role || WireGuard public key (32, zeros for the join service) || disk UUID (16))
- * so a quote proves the prover's TPM saw this session's keys and the keys it names.
+ *           role || key (32) || disk UUID (16, zeros for the join service))
+ * where key is a node's WireGuard public key, or the join service's cluster identity (zeros
+ * before it has a master secret), so a quote proves the prover's TPM saw this session's keys
+ * and the keys it names.
  *
  * Order: the join service proves first; a node proves only to a join service it accepted.
  * Every read and write has a deadline for the whole message (not per system call), so a silent
@@ -30,8 +32,10 @@
 #define ATLS_DEFAULT_TIMEOUT_MS 10000
 
 enum atls_role {
-	ATLS_ROLE_NODE = 'N',  /* a node joining the cluster */
-	ATLS_ROLE_JOIND = 'J', /* the join service on the control plane */
+	ATLS_ROLE_ANY = 0,	  /* peer_role of a join service: a node or an operator */
+	ATLS_ROLE_NODE = 'N',	  /* a node joining the cluster */
+	ATLS_ROLE_JOIND = 'J',	  /* the join service on the control plane */
+	ATLS_ROLE_OPERATOR = 'O', /* conclavectl: verifies the join service, never attests */
 };
 
 struct atls_ctx;
@@ -78,8 +82,10 @@ void atls_session_binding(const struct atls_session *s, uint8_t role, const uint
 /* Attest ourselves: send evidence (quoted over this session's binding with our role), answer a
  * credential challenge if the verifier sends one, and read its VERDICT. 0 when accepted;
  * -EACCES when refused (d says why), other -errno on transport/TPM errors. base supplies the
- * TPM, AK state, PCRs, log and chain; its qdata and challenge are ignored. */
-int atls_prove(struct atls_session *s, const struct attest_opts *base, const uint8_t *wg_pubkey,
+ * TPM, AK state, PCRs, log and chain; its qdata and challenge are ignored. key is the node's
+ * WireGuard public key (required for a node) or the join service's cluster identity (NULL
+ * before init); disk_uuid is the node's (NULL for the join service). */
+int atls_prove(struct atls_session *s, const struct attest_opts *base, const uint8_t *key,
 	       const uint8_t *disk_uuid, struct diag *d);
 
 struct atls_verifier {
@@ -94,9 +100,10 @@ struct atls_verifier {
 struct atls_peer {
 	bool accepted;
 	uint8_t role;
-	bool has_wg_pubkey, has_disk_uuid;
+	bool has_wg_pubkey, has_disk_uuid, has_cluster_id;
 	uint8_t wg_pubkey[32]; /* attested: inside the quote's qualifying data */
 	uint8_t disk_uuid[16];
+	uint8_t cluster_id[32]; /* the join service's, attested the same way */
 	uint8_t node_id[32];
 	bool first_contact;
 	struct verdict verdict;
@@ -108,7 +115,23 @@ struct atls_peer {
 int atls_verify_peer(struct atls_session *s, const struct atls_verifier *v, struct atls_peer *peer,
 		     struct diag *d);
 
-/* Whether the peer accepted our attestation / we accepted the peer's, in this session. */
+/* The peer's role (resolved from its HELLO when we accepted ATLS_ROLE_ANY). */
+uint8_t atls_peer_role(const struct atls_session *s);
+
+/* This session's exporter bytes (ATLS_EXPORTER_LEN): what operator signatures and the signed
+ * member list bind to. */
+const uint8_t *atls_exporter(const struct atls_session *s);
+
+/* Change the per-message deadline (e.g. short for pushes to held sessions). */
+void atls_set_timeout(struct atls_session *s, int timeout_ms);
+
+/* The session's fd, for poll() over many held sessions. */
+int atls_fd(const struct atls_session *s);
+
+/* Wait until a message may be read: 1 readable (or closed), 0 after timeout_ms, -errno. */
+int atls_wait_readable(struct atls_session *s, int timeout_ms);
+
+/* Whether we accepted the peer's attestation / the peer accepted ours, in this session. */
 bool atls_peer_accepted_us(const struct atls_session *s);
 bool atls_we_accepted_peer(const struct atls_session *s);
 

@@ -23,12 +23,12 @@
 #include "conclave/kms.h"
 #include "conclave/membership.h"
 
-#define CLUSTER_ID_LEN	      32
-#define CLUSTER_SIG_LEN	      64
-#define CLUSTER_CERT_MAX      2048 /* DER of the CA or a node certificate, at most */
-#define MEMBERLIST_MAGIC      "CMBL"
-#define MEMBERLIST_VERSION    1
-#define MEMBERLIST_MAX_SIZE   (256u << 10)
+#define CLUSTER_ID_LEN	    32
+#define CLUSTER_SIG_LEN	    64
+#define CLUSTER_CERT_MAX    2048 /* DER of the CA or a node certificate, at most */
+#define MEMBERLIST_MAGIC    "CMBL"
+#define MEMBERLIST_VERSION  1
+#define MEMBERLIST_MAX_SIZE (256u << 10)
 
 struct cluster_ca;
 
@@ -44,7 +44,7 @@ void cluster_ca_cert(const struct cluster_ca *ca, const uint8_t **der, size_t *l
 
 /* Issue a certificate for a node's WireGuard key (malloc'ed DER): subject CN "node-<id>",
  * SAN IP = overlay_v4 and overlay_v6 (either may be ""), valid from an hour ago for
- * valid_days days, serial random. */
+ * valid_days days (at most 36500), serial random. -EINVAL for a bad id, address or validity. */
 int cluster_ca_issue_node(const struct cluster_ca *ca, int64_t node_id, const uint8_t wg_pubkey[32],
 			  const char *overlay_v4, const char *overlay_v6, unsigned int valid_days,
 			  uint8_t **der, size_t *len, struct diag *d);
@@ -54,16 +54,19 @@ int cluster_ca_sign(const struct cluster_ca *ca, const uint8_t *msg, size_t len,
 		    uint8_t sig[CLUSTER_SIG_LEN], struct diag *d);
 
 /* Check a CA certificate received from a peer: DER parses, self-signed with Ed25519, is a CA,
- * and SHA-256 of its public key equals id (the identity the peer's quote bound). */
+ * and SHA-256 of its public key equals id (the identity the peer's quote bound).
+ * -EBADMSG: not a certificate (or trailing bytes); -EPERM: refused. */
 int cluster_ca_check(const uint8_t *der, size_t len, const uint8_t id[CLUSTER_ID_LEN],
 		     struct diag *d);
 
 /* Check a node certificate against a CA certificate (already checked): signature by the CA,
- * within its validity now, and certifying exactly wg_pubkey; fills the node id from its CN. */
+ * within its validity now, and certifying exactly wg_pubkey; fills the node id from its CN.
+ * -EBADMSG: either does not parse; -EKEYEXPIRED: outside its validity; -EPERM: refused. */
 int cluster_node_cert_check(const uint8_t *ca_der, size_t ca_len, const uint8_t *der, size_t len,
 			    const uint8_t wg_pubkey[32], int64_t *node_id, struct diag *d);
 
-/* Ed25519 verification of sig over msg with the public key of a CA certificate. */
+/* Ed25519 verification of sig over msg with the public key of a CA certificate; -EPERM if the
+ * signature does not verify, -EBADMSG if the certificate does not parse. */
 int cluster_ca_verify_sig(const uint8_t *ca_der, size_t ca_len, const uint8_t *msg, size_t len,
 			  const uint8_t sig[CLUSTER_SIG_LEN], struct diag *d);
 
@@ -71,9 +74,9 @@ int cluster_ca_verify_sig(const uint8_t *ca_der, size_t ca_len, const uint8_t *m
 struct member_entry {
 	struct peer peer; /* id, WireGuard key, endpoints, addresses */
 	uint8_t ek_id[MEMBERSHIP_EK_ID_LEN];
-	bool active;	    /* false: revoked */
-	bool policy_ok;	    /* its last attested PCRs match the current node policy */
-	uint64_t joined_at; /* unix seconds of the first join */
+	bool active;	      /* false: revoked */
+	bool policy_ok;	      /* its last attested PCRs match the current node policy */
+	uint64_t joined_at;   /* unix seconds of the first join */
 	uint64_t attested_at; /* unix seconds of the last successful attestation */
 };
 
@@ -88,11 +91,13 @@ struct memberlist {
 /* Document (big-endian): "CMBL" | u8 version | binding[32] | cluster id[32] | u64 generation |
  *   u32 count | count x (u64 node id | u8 flags (1 active, 2 policy ok) | ek id[32] |
  *   wg key[32] | u64 joined | u64 attested | str endpoints | str v4 | str v6 | str pod)
- * str = u8 length | printable ASCII shorter than the struct peer field. */
+ * str = u8 length | printable ASCII shorter than the struct peer field.
+ * Encode refuses (-EINVAL) what decode would: node id < 1, strings not printable or too long;
+ * -E2BIG over MEMBERLIST_MAX_SIZE. */
 int memberlist_encode(const struct memberlist *l, uint8_t **out, size_t *len);
 
-/* Strict decode (bad strings, counts, flags or trailing bytes are errors); free with
- * memberlist_free. */
+/* Strict decode (bad strings, counts, flags or trailing bytes are errors); out is overwritten
+ * (zeroed on error, nothing to free); free with memberlist_free. */
 int memberlist_decode(const uint8_t *buf, size_t len, struct memberlist *out, struct diag *d);
 void memberlist_free(struct memberlist *l);
 

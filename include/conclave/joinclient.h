@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 
 #include "conclave/attest.h"
+#include "conclave/clusterca.h"
 #include "conclave/diag.h"
 #include "conclave/membership.h"
 #include "conclave/peerset.h"
@@ -32,17 +33,43 @@ struct joinclient_config {
 	const char *endpoints[WIRE_MAX_ENDPOINTS]; /* "host:port" of our WireGuard endpoint */
 	size_t n_endpoints;
 	const char *node_name; /* optional */
+	/* The cluster this node belongs to (e.g. pinned in its image), or NULL: any cluster whose
+	 * join service attests and binds its identity. */
+	const uint8_t *expect_cluster;
 };
 
 /* What a successful join hands the node. */
 struct join_info {
 	struct secret *disk_key; /* KMS_DISK_KEY_LEN bytes, locked */
 	struct peerset view;	 /* our allocation and every other active member */
+	uint8_t cluster_id[CLUSTER_ID_LEN]; /* what the join service's quote bound */
+	uint8_t *ca_cert, *node_cert;	    /* DER (malloc'ed), both checked */
+	size_t ca_len, node_cert_len;
 };
 
 /* One join attempt. 0 on success; -EACCES when we refused the join service (nothing of ours
- * was sent) or it refused us (d says which and why); other -errno on transport errors. */
+ * was sent) or it refused us (d says which and why); -EAGAIN when it has no master secret yet;
+ * other -errno on transport errors. */
 int joinclient_join(const struct joinclient_config *c, struct join_info *out, struct diag *d);
+
+/* An agent's session: the join, then peer-set updates on the same attested channel. */
+struct joinclient_session;
+
+/* Join (as joinclient_join) and keep the session subscribed to peer-set updates. */
+int joinclient_subscribe(const struct joinclient_config *c, struct join_info *out,
+			 struct joinclient_session **sess, struct diag *d);
+
+/* Wait up to timeout_ms for one update and apply it to view: 1 when the view changed, 0 on a
+ * heartbeat or timeout, -EACCES when this node was revoked, -ECONNRESET when the join service
+ * closed the session, -ESTALE when an update does not follow our generation, -EPROTO (or
+ * another -errno) on a bad update: in every error case, reconnect and rejoin (a snapshot). */
+int joinclient_next(struct joinclient_session *sess, struct peerset *view, int timeout_ms,
+		    struct diag *d);
+
+/* The session's fd, for poll(); joinclient_next still decides whether a message is complete. */
+int joinclient_fd(const struct joinclient_session *sess);
+
+void joinclient_close(struct joinclient_session *sess);
 
 /* Wipe the key and free the peers; the struct may be reused. */
 void join_info_clear(struct join_info *j);

@@ -6,6 +6,7 @@
 #define CONCLAVE_JOIND_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conclave/diag.h"
@@ -14,6 +15,9 @@
 #define JOIND_DEFAULT_PORT    7443
 #define JOIND_DEFAULT_WORKERS 8
 #define JOIND_MAX_WORKERS     1024
+#define JOIND_DEFAULT_RATE    20.0 /* new connections per second per client address */
+#define JOIND_DEFAULT_BURST   40.0
+#define JOIND_NODE_CERT_DAYS  30 /* nodes get a fresh certificate at every (re)join */
 
 struct joind_config {
 	const char *listen_addr; /* numeric IPv4/IPv6 address */
@@ -25,13 +29,23 @@ struct joind_config {
 	const char *tcti, *ak_state, *event_log, *ek_chain;
 	uint32_t pcr_mask;
 	/* What nodes must show. */
-	const char *node_policy; /* signed policy envelope */
+	const char *node_policy; /* signed policy envelope (replaced by an operator's update) */
 	const char *policy_key;	 /* Ed25519 public key (PEM) that signed it */
 	const char *ca_bundle;	 /* EK manufacturer roots (PEM) */
+	bool enforce;		 /* revoke members a new policy no longer admits */
+	/* Who may change the cluster (init, recover, revoke, policy): an Ed25519 public key. */
+	const char *operator_key;
 	/* State. */
-	const char *db_path;  /* membership store */
-	const char *recovery; /* recovery file with the master secret */
+	const char *db_path; /* membership store */
+	/* Recovery file with the master secret, for a control plane that unseals it from its own
+	 * encrypted disk; NULL = wait for `conclavectl init` or `recover`. */
+	const char *recovery;
 	struct membership_config ranges;
+	/* Limits. */
+	double rate, burst;	    /* per client address; 0 = defaults */
+	unsigned int max_sessions;  /* held node sessions; 0 = HUB_DEFAULT_MAX_SESSIONS */
+	int heartbeat_ms;	    /* 0 = HUB_DEFAULT_HEARTBEAT_MS */
+	volatile sig_atomic_t *reload; /* set (by SIGHUP) to re-read the node policy file */
 	volatile sig_atomic_t *stop; /* set (by a signal handler) to stop serving */
 };
 

@@ -60,6 +60,10 @@ struct verdict {
 	size_t ak_name_len;
 	uint64_t clock;
 	uint32_t reset_count, restart_count;
+	/* When ok: the quoted SHA-256 PCR values (pcr_mask selects), e.g. for re-checking a
+	 * member against a reloaded policy. */
+	uint32_t pcr_mask;
+	uint8_t pcr_values[24][32];
 };
 
 /* What a verifier remembers about one node between attestations. */

@@ -33,6 +33,10 @@ enum wire_type {
 	WIRE_ERROR = 5,		/* either side, then close: protocol error code and reason */
 	WIRE_JOIN_REQUEST = 6,	/* node -> joind, only after mutual attestation */
 	WIRE_JOIN_RESPONSE = 7, /* joind -> node: key material, only to an attested node */
+	WIRE_PEER_UPDATE = 8,	/* joind -> subscribed node: peer-set delta or snapshot; none =
+				   heartbeat */
+	WIRE_ADMIN_REQUEST = 9,	 /* operator -> joind, after joind proved itself */
+	WIRE_ADMIN_RESPONSE = 10, /* joind -> operator */
 	WIRE_TYPE_MAX,
 };
 
@@ -49,6 +53,16 @@ enum wire_tag {
 	WT_NODE_NAME = 10, /* printable node name */
 	WT_KEY_MATERIAL = 11, /* opaque key material for the node (secret) */
 	WT_PEER_SET = 12,     /* opaque encoded peer set */
+	WT_CLUSTER_ID = 13,   /* 32 bytes: the join service's cluster identity, bound in its quote */
+	WT_FLAGS = 14,	      /* u32: JOIN_REQUEST flags (JOIN_SUBSCRIBE) */
+	WT_GENERATION = 15,   /* u64: peer-set generation */
+	WT_OP = 16,	      /* u16: enum admin_op */
+	WT_NODE_ID = 17,      /* u64: a node the request is about (0: none) */
+	WT_POLICY = 18,	      /* a signed policy envelope */
+	WT_SIGNATURE = 19,    /* 64 bytes: Ed25519 signature */
+	WT_MEMBERS = 20,      /* encoded "CMBL" member list */
+	WT_CA_CERT = 21,      /* DER of the cluster CA certificate */
+	WT_NODE_CERT = 22,    /* DER of a node certificate issued by the cluster CA */
 	WT_MAX,
 };
 
@@ -59,16 +73,33 @@ enum wire_code {
 	WIRE_BAD_MESSAGE = 2, /* malformed, oversized or unexpected message */
 	WIRE_UNSUPPORTED = 3, /* protocol version or role we do not speak */
 	WIRE_INTERNAL = 4,    /* the sender failed (TPM, memory): try again later */
+	WIRE_NOT_READY = 5,   /* the join service has no master secret yet: init or recover it */
 	WIRE_CODE_MAX,
+};
+
+#define JOIN_SUBSCRIBE 0x1u /* keep the session open for peer-set updates */
+
+/* Operator requests; the ones that change the cluster carry the operator's signature. */
+enum admin_op {
+	ADMIN_STATUS = 1,  /* cluster identity, CA certificate and the signed member list */
+	ADMIN_INIT = 2,	   /* a fresh control plane takes a new master secret and salt */
+	ADMIN_RECOVER = 3, /* a restarted control plane takes its master secret back */
+	ADMIN_REVOKE = 4,  /* node_id leaves the cluster */
+	ADMIN_POLICY = 5,  /* replace the node policy with the attached signed one */
+	ADMIN_OP_MAX,
 };
 
 struct wire_msg {
 	uint16_t type;
 	uint16_t proto_version; /* HELLO */
 	uint8_t role;		/* HELLO */
-	uint16_t code;		/* VERDICT, ERROR */
+	uint16_t code;		/* VERDICT, ERROR, ADMIN_RESPONSE */
+	uint32_t flags;		/* JOIN_REQUEST */
+	uint64_t generation;	/* PEER_UPDATE, ADMIN_RESPONSE */
+	uint16_t op;		/* ADMIN_REQUEST */
+	uint64_t node_id;	/* ADMIN_REQUEST */
 	struct blob challenge, evidence, wg_pubkey, disk_uuid, text, node_name, key_material,
-	    peer_set;
+	    peer_set, cluster_id, policy, signature, members, ca_cert, node_cert;
 	struct blob endpoints[WIRE_MAX_ENDPOINTS];
 	size_t n_endpoints;
 	/* Set by a receiver whose buffer the blobs point into; wire_msg_free wipes and frees it. */
@@ -89,8 +120,8 @@ int wire_decode_header(const uint8_t hdr[WIRE_HEADER_SIZE], uint16_t *type, uint
 /* Decode one complete frame (header and body, nothing after it) into m. */
 int wire_decode(const uint8_t *buf, size_t len, struct wire_msg *m, struct diag *d);
 
-/* Encode m as one frame (malloc'ed). Scalars required by the type are always written; a blob
- * is written when its pointer is set. -EINVAL (with d) if m breaks its type's schema. */
+/* Encode m as one frame (malloc'ed). Scalars a type allows are always written (they are
+ * required); a blob is written when its pointer is set. -EINVAL (with d) if m breaks its type's schema. */
 int wire_encode(const struct wire_msg *m, uint8_t **out, size_t *len, struct diag *d);
 
 /* Wipe and free the buffer m points into (received messages may carry secrets); NULL is fine. */

@@ -50,7 +50,9 @@ static int fresh_path(void **state)
 	return 0;
 }
 
-/* Node n: EK, disk and WireGuard key derived from n, counters at a first boot. */
+#define NODE_PCRS 0x91u /* PCRs 0, 4 and 7 */
+
+/* Node n: EK, disk, WireGuard key and PCR values derived from n, counters at a first boot. */
 static struct join_record node(unsigned int n)
 {
 	struct join_record r = { .ak_name_len = 34, .reset_count = 3, .restart_count = 0 };
@@ -65,6 +67,10 @@ static struct join_record node(unsigned int n)
 	memcpy(r.disk_uuid, &n, sizeof(n));
 	snprintf(r.endpoints, sizeof(r.endpoints), "192.0.2.%u:51820", n % 250);
 	r.clock = 1000;
+	r.pcr_mask = NODE_PCRS;
+	for (unsigned int i = 0; i < 24; i++)
+		if (r.pcr_mask & (1u << i))
+			memset(r.pcrs[i], (int)(n * 7 + i), sizeof(r.pcrs[i]));
 	return r;
 }
 
@@ -86,6 +92,17 @@ static void join_ok(struct membership *m, const struct join_record *r, struct jo
 
 	if (ret)
 		fail_msg("membership_join: %d %s", ret, d.msg);
+}
+
+static struct member_info *members_ok(struct membership *m, size_t *n)
+{
+	struct member_info *x = NULL;
+	struct diag d = { { 0 } };
+	int ret = membership_members(m, &x, n, &d);
+
+	if (ret)
+		fail_msg("membership_members: %d %s", ret, d.msg);
+	return x;
 }
 
 static void first_joins_get_ids_addresses_and_pod_cidrs(void **state)
@@ -413,23 +430,178 @@ static void empty_file_is_migrated_to_the_current_schema(void **state)
 	    raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 }
 
+/* Schema versions 1 and 2 as published (migrations are never edited), to build old stores. */
+static const char v1_ddl[] =
+    "CREATE TABLE config ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  overlay_v4 TEXT NOT NULL, overlay_v6 TEXT NOT NULL,"
+    "  pod_pool TEXT NOT NULL, pod_prefix INTEGER NOT NULL);"
+    "CREATE TABLE peer_generation ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL CHECK (generation >= 0),"
+    "  log_floor INTEGER NOT NULL CHECK (log_floor >= 0 AND log_floor <= generation));"
+    "INSERT INTO peer_generation VALUES (1, 0, 0);"
+    "CREATE TABLE nodes ("
+    "  node_id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ek_id BLOB NOT NULL UNIQUE CHECK (length(ek_id) = 32),"
+    "  ak_name BLOB NOT NULL CHECK (length(ak_name) BETWEEN 1 AND 68),"
+    "  wg_pubkey BLOB NOT NULL CHECK (length(wg_pubkey) = 32),"
+    "  endpoints TEXT NOT NULL CHECK (length(endpoints) < 256),"
+    "  slot INTEGER NOT NULL UNIQUE CHECK (slot >= 1),"
+    "  overlay_v4 TEXT NOT NULL UNIQUE,"
+    "  overlay_v6 TEXT NOT NULL UNIQUE,"
+    "  pod_cidr TEXT NOT NULL UNIQUE,"
+    "  disk_uuid BLOB NOT NULL UNIQUE CHECK (length(disk_uuid) = 16),"
+    "  state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),"
+    "  reset_count INTEGER NOT NULL CHECK (reset_count >= 0),"
+    "  restart_count INTEGER NOT NULL CHECK (restart_count >= 0),"
+    "  clock INTEGER NOT NULL CHECK (clock >= 0),"
+    "  evidence_digest BLOB NOT NULL CHECK (length(evidence_digest) = 32),"
+    "  joined_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE peer_log ("
+    "  generation INTEGER PRIMARY KEY,"
+    "  node_id INTEGER NOT NULL REFERENCES nodes(node_id),"
+    "  op TEXT NOT NULL CHECK (op IN ('add', 'update', 'remove')));";
+static const char v2_ddl[] = "CREATE INDEX peer_log_node ON peer_log(node_id);";
+
+/* Node n as an old joind recorded it, in slot n of cfg's ranges. */
+static void insert_old_node(sqlite3 *db, unsigned int n, const char *state, int64_t joined_at,
+			    int64_t updated_at)
+{
+	struct join_record r = node(n);
+	char v4[16], v6[46], pod[19];
+	sqlite3_stmt *s;
+
+	snprintf(v4, sizeof(v4), "10.100.0.%u", n);
+	snprintf(v6, sizeof(v6), "fd00:100::%u", n);
+	snprintf(pod, sizeof(pod), "10.244.%u.0/24", n - 1);
+	assert_int_equal(
+	    sqlite3_prepare_v2(
+		db,
+		"INSERT INTO nodes (ek_id, ak_name, wg_pubkey, endpoints, slot, "
+		"overlay_v4, overlay_v6, pod_cidr, disk_uuid, state, reset_count, "
+		"restart_count, clock, evidence_digest, joined_at, updated_at) VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+		-1, &s, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_blob(s, 1, r.ek_id, sizeof(r.ek_id), SQLITE_TRANSIENT);
+	sqlite3_bind_blob(s, 2, r.ak_name, (int)r.ak_name_len, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(s, 3, r.wg_pubkey, sizeof(r.wg_pubkey), SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, r.endpoints, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 5, (int)n);
+	sqlite3_bind_text(s, 6, v4, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 7, v6, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 8, pod, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(s, 9, r.disk_uuid, sizeof(r.disk_uuid), SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 10, state, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 11, r.reset_count);
+	sqlite3_bind_int64(s, 12, r.restart_count);
+	sqlite3_bind_int64(s, 13, (int64_t)r.clock);
+	sqlite3_bind_blob(s, 14, r.evidence_digest, sizeof(r.evidence_digest), SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 15, joined_at);
+	sqlite3_bind_int64(s, 16, updated_at);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+}
+
+/* A store at schema version 1 or 2, as that joind left it: node 1 joined at 1000 and rejoined
+ * at 2000, node 2 joined at 1100 and was revoked at 3000 (generation 3). */
+static void make_old_store(int version)
+{
+	char sql[64];
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1_ddl, NULL, NULL, NULL), SQLITE_OK);
+	if (version >= 2)
+		assert_int_equal(sqlite3_exec(db, v2_ddl, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "INSERT INTO config VALUES (1, '10.100.0.0/16', "
+				      "'fd00:100::/64', '10.244.0.0/16', 24);",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	insert_old_node(db, 1, "active", 1000, 2000);
+	insert_old_node(db, 2, "revoked", 1100, 3000);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;", version);
+	assert_int_equal(sqlite3_exec(db,
+				      "INSERT INTO peer_log VALUES (1, 1, 'add'), (2, 2, 'add'), "
+				      "(3, 2, 'remove');"
+				      "UPDATE peer_generation SET generation = 3;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static void version_1_store_is_migrated_keeping_its_members(void **state)
 {
-	struct membership *m = open_store();
+	struct membership *m;
 	struct join_record a = node(1);
-	struct join_result res;
 	int64_t id;
 
-	join_ok(m, &a, &res);
-	membership_close(m);
-	raw_exec("DROP INDEX peer_log_node; PRAGMA user_version = 1;");
+	make_old_store(1);
 	m = open_store();
 	assert_int_equal(membership_node_of(m, a.ek_id, &id, NULL), 0);
-	assert_int_equal(id, res.peer.node_id);
+	assert_int_equal(id, 1);
 	membership_close(m);
-	assert_int_equal(raw_int("PRAGMA user_version"), 2);
+	assert_int_equal(raw_int("PRAGMA user_version"), MEMBERSHIP_SCHEMA_VERSION);
 	assert_int_equal(raw_int("SELECT count(*) FROM sqlite_master WHERE name = 'peer_log_node'"),
 			 1);
+}
+
+static void version_2_store_is_migrated_with_pcrs_and_times_defaulted(void **state)
+{
+	struct join_record a = node(1), c = node(3);
+	struct membership *m;
+	struct member_info *x;
+	struct join_result res;
+	struct peer *peers = NULL;
+	uint8_t v[8];
+	uint64_t gen;
+	size_t n, len;
+
+	make_old_store(2);
+	m = open_store();
+	x = members_ok(m, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(x[0].peer.node_id, 1);
+	assert_true(x[0].active);
+	assert_memory_equal(x[0].ek_id, a.ek_id, sizeof(a.ek_id));
+	assert_string_equal(x[0].peer.endpoints, a.endpoints);
+	assert_string_equal(x[0].peer.overlay_v4, "10.100.0.1");
+	assert_int_equal(x[0].joined_at, 1000);
+	assert_int_equal(x[0].attested_at, 2000); /* its last rejoin */
+	assert_int_equal(x[0].revoked_at, 0);
+	assert_int_equal(x[0].pcr_mask, 0);
+	assert_int_equal(x[1].peer.node_id, 2);
+	assert_false(x[1].active);
+	assert_int_equal(x[1].joined_at, 1100);
+	assert_int_equal(x[1].attested_at, 1100); /* updated_at was the revocation */
+	assert_int_equal(x[1].revoked_at, 3000);
+	assert_int_equal(x[1].pcr_mask, 0);
+	free(x);
+	assert_int_equal(membership_snapshot(m, &gen, &peers, &n, NULL), 0);
+	assert_int_equal(gen, 3);
+	assert_int_equal(n, 1);
+	free(peers);
+	assert_int_equal(membership_meta_get(m, "k", v, sizeof(v), &len, NULL), -ENOENT);
+
+	/* The migrated members carry on: a rejoin records PCRs, a new node gets the next slot. */
+	a.clock++;
+	join_ok(m, &a, &res);
+	assert_true(res.rejoin);
+	join_ok(m, &c, &res);
+	assert_int_equal(res.peer.node_id, 3);
+	assert_string_equal(res.peer.overlay_v4, "10.100.0.3");
+	x = members_ok(m, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(x[0].pcr_mask, NODE_PCRS);
+	assert_memory_equal(x[0].pcrs[7], a.pcrs[7], 32);
+	assert_int_equal(x[0].joined_at, 1000);
+	assert_true(x[0].attested_at > 2000);
+	free(x);
+	membership_close(m);
+	assert_int_equal(raw_int("PRAGMA user_version"), MEMBERSHIP_SCHEMA_VERSION);
 }
 
 static void store_from_a_newer_joind_is_refused(void **state)
@@ -458,6 +630,260 @@ static void file_that_is_not_a_database_is_refused(void **state)
 	fclose(f);
 	assert_int_equal(membership_open(path, &cfg, &m, &d), -EBADMSG);
 	assert_non_null(strstr(d.msg, path));
+}
+
+static void pcrs_and_times_round_trip_through_join_and_rejoin(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct member_info *x;
+	const uint8_t zero[32] = { 0 };
+	uint64_t before = (uint64_t)time(NULL);
+	size_t n;
+
+	memset(a.pcrs[1], 0xee, 32); /* outside the mask: not recorded */
+	join_ok(m, &a, &res);
+	x = members_ok(m, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(x[0].pcr_mask, NODE_PCRS);
+	assert_memory_equal(x[0].pcrs[0], a.pcrs[0], 32);
+	assert_memory_equal(x[0].pcrs[4], a.pcrs[4], 32);
+	assert_memory_equal(x[0].pcrs[7], a.pcrs[7], 32);
+	assert_memory_equal(x[0].pcrs[1], zero, 32);
+	assert_true(x[0].joined_at >= before && x[0].joined_at <= (uint64_t)time(NULL));
+	assert_int_equal(x[0].attested_at, x[0].joined_at);
+	assert_int_equal(x[0].revoked_at, 0);
+	free(x);
+	assert_int_equal(raw_int("SELECT length(pcrs) FROM nodes"), 3 * 32);
+
+	/* The first join was long ago; now the node rejoins after a firmware update. */
+	raw_exec("UPDATE nodes SET joined_at = 1000, attested_at = 1000;");
+	a.clock++;
+	a.pcr_mask = 1u << 0 | 1u << 23;
+	memset(a.pcrs[0], 0x5a, 32);
+	memset(a.pcrs[23], 0xa5, 32);
+	before = (uint64_t)time(NULL);
+	join_ok(m, &a, &res);
+	assert_true(res.rejoin);
+	x = members_ok(m, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(x[0].joined_at, 1000);
+	assert_true(x[0].attested_at >= before);
+	assert_int_equal(x[0].pcr_mask, a.pcr_mask);
+	assert_memory_equal(x[0].pcrs[0], a.pcrs[0], 32);
+	assert_memory_equal(x[0].pcrs[23], a.pcrs[23], 32);
+	assert_memory_equal(x[0].pcrs[4], zero, 32); /* no longer attested */
+	free(x);
+	membership_close(m);
+}
+
+static void member_without_pcrs_round_trips_with_an_empty_mask(void **state)
+{
+	static const uint8_t zero[24][32];
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct member_info *x;
+	size_t n;
+
+	a.pcr_mask = 0;
+	join_ok(m, &a, &res);
+	assert_int_equal(raw_int("SELECT length(pcrs) FROM nodes WHERE pcrs IS NOT NULL"), 0);
+	a.clock++;
+	join_ok(m, &a, &res);
+	x = members_ok(m, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(x[0].pcr_mask, 0);
+	assert_memory_equal(x[0].pcrs, zero, sizeof(zero)); /* a.pcrs had values, unselected */
+	free(x);
+	membership_close(m);
+}
+
+static void pcr_mask_beyond_pcr_23_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+	struct member_info *x;
+	size_t n;
+
+	a.pcr_mask |= 1u << 24;
+	assert_int_equal(membership_join(m, &a, &res, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "PCR mask"));
+	x = members_ok(m, &n);
+	assert_int_equal(n, 0);
+	free(x);
+	membership_close(m);
+}
+
+static void member_whose_pcrs_disagree_with_its_mask_is_reported_malformed(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct member_info *x = NULL;
+	struct diag d = { { 0 } };
+	size_t n;
+
+	join_ok(m, &a, &res);
+	/* The mask selects three PCRs: two are too few, four too many. */
+	raw_exec("UPDATE nodes SET pcrs = zeroblob(64);");
+	assert_int_equal(membership_members(m, &x, &n, &d), -EBADMSG);
+	assert_non_null(strstr(d.msg, "malformed row"));
+	assert_null(x);
+	raw_exec("UPDATE nodes SET pcrs = zeroblob(128);");
+	assert_int_equal(membership_members(m, &x, &n, &d), -EBADMSG);
+	assert_null(x);
+	membership_close(m);
+}
+
+static void members_include_revoked_ones_with_their_revocation_time(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record r[3] = { node(1), node(2), node(3) };
+	struct join_result res[3];
+	struct member_info *x;
+	uint64_t before;
+	size_t n;
+
+	x = members_ok(m, &n);
+	assert_int_equal(n, 0);
+	free(x);
+	for (int i = 0; i < 3; i++)
+		join_ok(m, &r[i], &res[i]);
+	before = (uint64_t)time(NULL);
+	assert_int_equal(membership_revoke(m, res[1].peer.node_id, NULL), 0);
+	x = members_ok(m, &n);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(x[i].peer.node_id, res[i].peer.node_id);
+		assert_memory_equal(x[i].ek_id, r[i].ek_id, MEMBERSHIP_EK_ID_LEN);
+		assert_memory_equal(x[i].peer.wg_pubkey, r[i].wg_pubkey, MEMBERSHIP_WG_KEY_LEN);
+		assert_string_equal(x[i].peer.endpoints, r[i].endpoints);
+		assert_string_equal(x[i].peer.overlay_v4, res[i].peer.overlay_v4);
+		assert_string_equal(x[i].peer.overlay_v6, res[i].peer.overlay_v6);
+		assert_string_equal(x[i].peer.pod_cidr, res[i].peer.pod_cidr);
+		assert_int_equal(x[i].pcr_mask, NODE_PCRS);
+		assert_memory_equal(x[i].pcrs[4], r[i].pcrs[4], 32);
+		assert_true(x[i].joined_at > 0);
+	}
+	assert_true(x[0].active);
+	assert_int_equal(x[0].revoked_at, 0);
+	assert_false(x[1].active);
+	assert_true(x[1].revoked_at >= before && x[1].revoked_at <= (uint64_t)time(NULL));
+	assert_true(x[2].active);
+	assert_int_equal(x[2].revoked_at, 0);
+	free(x);
+	membership_close(m);
+}
+
+static void meta_values_are_set_read_and_replaced(void **state)
+{
+	static uint8_t big[4097];
+	struct membership *m = open_store();
+	struct diag d = { { 0 } };
+	uint8_t v[64];
+	size_t len = 0;
+
+	assert_int_equal(membership_meta_get(m, "master-secret-check", v, sizeof(v), &len, &d),
+			 -ENOENT);
+	assert_non_null(strstr(d.msg, "master-secret-check"));
+	memset(v, 0x11, 32);
+	assert_int_equal(membership_meta_set(m, "master-secret-check", v, 32, NULL), 0);
+	memset(v, 0, sizeof(v));
+	assert_int_equal(membership_meta_get(m, "master-secret-check", v, sizeof(v), &len, NULL),
+			 0);
+	assert_int_equal(len, 32);
+	assert_int_equal(v[0], 0x11);
+	assert_int_equal(v[31], 0x11);
+	assert_int_equal(v[32], 0);
+
+	assert_int_equal(
+	    membership_meta_set(m, "master-secret-check", (const uint8_t *)"abc", 3, NULL), 0);
+	assert_int_equal(membership_meta_get(m, "master-secret-check", v, sizeof(v), &len, NULL),
+			 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(v, "abc", 3);
+	assert_int_equal(membership_meta_get(m, "master-secret-check", v, 2, &len, &d), -E2BIG);
+	assert_int_equal(len, 3); /* the size needed */
+
+	assert_int_equal(membership_meta_set(m, "empty", NULL, 0, NULL), 0);
+	assert_int_equal(membership_meta_get(m, "empty", NULL, 0, &len, NULL), 0);
+	assert_int_equal(len, 0);
+
+	memset(big, 0x42, sizeof(big));
+	assert_int_equal(membership_meta_set(m, "big", big, 4096, NULL), 0);
+	memset(big, 0, sizeof(big));
+	assert_int_equal(membership_meta_get(m, "big", big, sizeof(big), &len, NULL), 0);
+	assert_int_equal(len, 4096);
+	assert_int_equal(big[4095], 0x42);
+	assert_int_equal(membership_meta_set(m, "big", big, 4097, &d), -EINVAL);
+	assert_int_equal(membership_meta_set(m, "none", NULL, 1, &d), -EINVAL);
+	membership_close(m);
+}
+
+static void meta_keys_must_be_1_to_64_printable_characters(void **state)
+{
+	struct membership *m = open_store();
+	struct diag d = { { 0 } };
+	char key[66];
+	uint8_t v[4];
+	size_t len;
+
+	memset(key, 'k', 65);
+	key[65] = '\0';
+	assert_int_equal(membership_meta_set(m, key, v, 1, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "1 to 64 printable"));
+	assert_int_equal(membership_meta_get(m, key, v, sizeof(v), &len, NULL), -EINVAL);
+	key[64] = '\0';
+	assert_int_equal(membership_meta_set(m, key, v, 1, NULL), 0);
+	assert_int_equal(membership_meta_get(m, key, v, sizeof(v), &len, NULL), 0);
+	assert_int_equal(membership_meta_set(m, "", v, 1, NULL), -EINVAL);
+	assert_int_equal(membership_meta_set(m, NULL, v, 1, NULL), -EINVAL);
+	assert_int_equal(membership_meta_set(m, "line\nbreak", v, 1, NULL), -EINVAL);
+	assert_int_equal(membership_meta_set(m, "del\x7f", v, 1, NULL), -EINVAL);
+	assert_int_equal(membership_meta_set(m, "caf\xc3\xa9", v, 1, NULL), -EINVAL);
+	assert_int_equal(membership_meta_set(m, "cluster name", v, 1, NULL), 0);
+	membership_close(m);
+}
+
+static void meta_value_survives_close_and_reopen(void **state)
+{
+	struct membership *m = open_store();
+	uint8_t v[16];
+	size_t len;
+
+	assert_int_equal(membership_meta_set(m, "k", (const uint8_t *)"persisted", 9, NULL), 0);
+	membership_close(m);
+	m = open_store();
+	assert_int_equal(membership_meta_get(m, "k", v, sizeof(v), &len, NULL), 0);
+	assert_int_equal(len, 9);
+	assert_memory_equal(v, "persisted", 9);
+	membership_close(m);
+}
+
+static void meta_set_inside_a_batch_commits_with_it(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), dup = node(2);
+	struct join_result res;
+	uint8_t v[8];
+	size_t len;
+
+	memcpy(dup.disk_uuid, a.disk_uuid, sizeof(dup.disk_uuid));
+	assert_int_equal(membership_batch_begin(m, NULL), 0);
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_meta_set(m, "k", (const uint8_t *)"v1", 2, NULL), 0);
+	assert_int_equal(membership_join(m, &dup, &res, NULL), -EPERM); /* rolls back alone */
+	/* Visible to the batch, not yet to another reader. */
+	assert_int_equal(membership_meta_get(m, "k", v, sizeof(v), &len, NULL), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM meta"), 0);
+	assert_int_equal(membership_batch_commit(m, NULL), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM meta"), 1);
+	assert_int_equal(raw_int("SELECT count(*) FROM nodes"), 1);
+	membership_close(m);
 }
 
 /* ---- crash safety ---- */
@@ -579,6 +1005,11 @@ static int check_invariants(const unsigned char *seen, unsigned int max, unsigne
 				       "OR length(ek_id) != 32 OR length(disk_uuid) != 16 OR "
 				       "length(evidence_digest) != 32 OR overlay_v6 = ''"),
 			 0);
+	/* PCRs and times were written with the row they belong to. */
+	assert_int_equal(query_int(db, "SELECT count(*) FROM nodes WHERE pcr_mask != 145 OR "
+				       "length(pcrs) != 96 OR attested_at < joined_at OR "
+				       "(state = 'revoked') != (revoked_at > 0)"),
+			 0);
 	/* Nothing committed was lost; at most one commit per kill went unreported. */
 	for (unsigned int n = 1; n < max; n++) {
 		if (!seen[n])
@@ -654,6 +1085,16 @@ int main(void)
 		T(bad_configuration_and_changed_ranges_are_refused),
 		T(empty_file_is_migrated_to_the_current_schema),
 		T(version_1_store_is_migrated_keeping_its_members),
+		T(version_2_store_is_migrated_with_pcrs_and_times_defaulted),
+		T(pcrs_and_times_round_trip_through_join_and_rejoin),
+		T(member_without_pcrs_round_trips_with_an_empty_mask),
+		T(pcr_mask_beyond_pcr_23_is_refused),
+		T(member_whose_pcrs_disagree_with_its_mask_is_reported_malformed),
+		T(members_include_revoked_ones_with_their_revocation_time),
+		T(meta_values_are_set_read_and_replaced),
+		T(meta_keys_must_be_1_to_64_printable_characters),
+		T(meta_value_survives_close_and_reopen),
+		T(meta_set_inside_a_batch_commits_with_it),
 		T(store_from_a_newer_joind_is_refused),
 		T(file_that_is_not_a_database_is_refused),
 		T(killed_writer_loses_and_duplicates_no_member),

@@ -946,6 +946,89 @@ static void load_refuses_wrong_or_missing_files(void **state)
 	remove_dir(dir);
 }
 
+/* The full document's policy, and recorded PCRs that satisfy it: 0, 7 and 23 as expected, plus
+ * PCR 5, which the policy does not name. */
+static void full_policy_and_matching_pcrs(struct policy *p, uint32_t *mask, uint8_t pcrs[24][32])
+{
+	assert_int_equal(policy_parse(full, strlen(full), p, NULL), 0);
+	memset(pcrs, 0, 24 * 32);
+	*mask = 1u << 0 | 1u << 5 | 1u << 7 | 1u << 23;
+	memcpy(pcrs[0], p->pcrs[0].expected, 32);
+	memset(pcrs[5], 0x55, 32);
+	memcpy(pcrs[7], p->pcrs[7].expected, 32);
+	memcpy(pcrs[23], p->pcrs[23].expected, 32);
+}
+
+static void match_pcrs_accepts_values_equal_to_the_policy(void **state)
+{
+	uint8_t pcrs[24][32];
+	struct policy p;
+	char why[64] = "stale";
+	uint32_t mask;
+
+	full_policy_and_matching_pcrs(&p, &mask, pcrs);
+	assert_true(policy_match_pcrs(&p, mask, pcrs, why, sizeof(why)));
+	assert_string_equal(why, "");
+	policy_free(&p);
+}
+
+static void match_pcrs_names_the_pcr_that_differs(void **state)
+{
+	uint8_t pcrs[24][32];
+	struct policy p;
+	char why[64], small[8];
+	uint32_t mask;
+
+	full_policy_and_matching_pcrs(&p, &mask, pcrs);
+	pcrs[23][31] ^= 1;
+	assert_false(policy_match_pcrs(&p, mask, pcrs, why, sizeof(why)));
+	assert_string_equal(why, "PCR 23 differs from the policy");
+	assert_false(policy_match_pcrs(&p, mask, pcrs, NULL, 0));
+	assert_false(policy_match_pcrs(&p, mask, pcrs, small, sizeof(small)));
+	assert_string_equal(small, "PCR 23 "); /* truncated, still terminated */
+	policy_free(&p);
+}
+
+static void match_pcrs_names_a_policy_pcr_missing_from_the_mask(void **state)
+{
+	uint8_t pcrs[24][32];
+	struct policy p;
+	char why[64];
+	uint32_t mask;
+
+	full_policy_and_matching_pcrs(&p, &mask, pcrs);
+	mask &= ~(1u << 0); /* the value is still in pcrs[0]: the mask decides */
+	assert_false(policy_match_pcrs(&p, mask, pcrs, why, sizeof(why)));
+	assert_string_equal(why, "PCR 0 was not attested");
+	policy_free(&p);
+}
+
+static void match_pcrs_ignores_a_warn_only_mismatch(void **state)
+{
+	uint8_t pcrs[24][32];
+	struct policy p;
+	char why[64];
+	uint32_t mask;
+
+	full_policy_and_matching_pcrs(&p, &mask, pcrs);
+	assert_true(p.pcrs[7].warn_only);
+	pcrs[7][0] ^= 0xff;
+	assert_true(policy_match_pcrs(&p, mask, pcrs, why, sizeof(why)));
+	mask &= ~(1u << 7);
+	assert_true(policy_match_pcrs(&p, mask, pcrs, why, sizeof(why)));
+	policy_free(&p);
+}
+
+static void match_pcrs_of_an_empty_policy_accepts_anything(void **state)
+{
+	static const uint8_t pcrs[24][32];
+	struct policy p = { 0 };
+	char why[64];
+
+	assert_true(policy_match_pcrs(&p, 0, pcrs, why, sizeof(why)));
+	assert_true(policy_match_pcrs(&p, 0xffffff, pcrs, NULL, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1001,6 +1084,11 @@ int main(void)
 		cmocka_unit_test(verify_refuses_non_canonical_base64),
 		cmocka_unit_test(load_refuses_non_ed25519_keys),
 		cmocka_unit_test(load_refuses_wrong_or_missing_files),
+		cmocka_unit_test(match_pcrs_accepts_values_equal_to_the_policy),
+		cmocka_unit_test(match_pcrs_names_the_pcr_that_differs),
+		cmocka_unit_test(match_pcrs_names_a_policy_pcr_missing_from_the_mask),
+		cmocka_unit_test(match_pcrs_ignores_a_warn_only_mismatch),
+		cmocka_unit_test(match_pcrs_of_an_empty_policy_accepts_anything),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

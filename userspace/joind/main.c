@@ -6,17 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "conclave/atls.h"
+#include "conclave/hub.h"
 #include "conclave/joind.h"
 #include "conclave/log.h"
 #include "conclave/verify.h"
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, reload;
 
 static void on_signal(int sig)
 {
-	stop = 1;
+	if (sig == SIGHUP)
+		reload = 1;
+	else
+		stop = 1;
 }
 
 static void usage(FILE *f)
@@ -35,6 +40,10 @@ static void usage(FILE *f)
 	    "  --workers N          concurrent connections, 1..%d (default %d); more are\n"
 	    "                       closed at once\n"
 	    "  --timeout-ms N       deadline per message and handshake (default %d)\n"
+	    "  --rate N             new connections per second per client address (default %g)\n"
+	    "  --burst N            connections a client may open at once (default %g)\n"
+	    "  --max-sessions N     nodes held for peer-set updates (default %d)\n"
+	    "  --heartbeat-ms N     empty update to an idle node after this long (default %d)\n"
 	    "Our own attestation (the join service proves itself first):\n"
 	    "  --tcti TCTI          our TPM, e.g. device:/dev/tpmrm0 (required)\n"
 	    "  --ak-state DIR       directory recording our AK (required)\n"
@@ -45,9 +54,15 @@ static void usage(FILE *f)
 	    "  --node-policy FILE   signed measurements policy for nodes (required)\n"
 	    "  --policy-key FILE    Ed25519 public key (PEM) that signed it (required)\n"
 	    "  --ca FILE            PEM bundle of EK manufacturer roots (required)\n"
+	    "  --enforce            revoke members a new policy no longer admits (default:\n"
+	    "                       report them only)\n"
+	    "Operator:\n"
+	    "  --operator-key FILE  Ed25519 public key (PEM) whose signature init, recover,\n"
+	    "                       revoke and policy updates need (without: refused)\n"
 	    "State:\n"
 	    "  --db FILE            membership store (SQLite; created if missing; required)\n"
-	    "  --recovery FILE      recovery file holding the master secret (required)\n"
+	    "  --recovery FILE      recovery file holding the master secret (default: none;\n"
+	    "                       wait for conclavectl init or recover)\n"
 	    "  --overlay-v4 CIDR    node overlay IPv4 range (default 10.100.0.0/16)\n"
 	    "  --overlay-v6 CIDR    node overlay IPv6 range (default fd00:100::/64)\n"
 	    "  --pod-pool CIDR      pod address pool (default 10.244.0.0/16)\n"
@@ -55,9 +70,10 @@ static void usage(FILE *f)
 	    "                       (ranges are fixed when the store is created)\n"
 	    "  -v, --verbose        log every join (CONCLAVE_LOG=debug|info|warn|err also works)\n"
 	    "  -h, --help           this text\n"
-	    "SIGTERM or SIGINT stops the service.\n",
+	    "SIGTERM or SIGINT stops the service; SIGHUP re-reads the node policy file.\n",
 	    JOIND_DEFAULT_PORT, JOIND_MAX_WORKERS, JOIND_DEFAULT_WORKERS, ATLS_DEFAULT_TIMEOUT_MS,
-	    LOG_COVERED_PCRS);
+	    JOIND_DEFAULT_RATE, JOIND_DEFAULT_BURST, HUB_DEFAULT_MAX_SESSIONS,
+	    HUB_DEFAULT_HEARTBEAT_MS, LOG_COVERED_PCRS);
 }
 
 static int number(const char *s, unsigned long max, int base, unsigned long *out)
@@ -89,6 +105,12 @@ enum opt {
 	O_OVERLAY_V6,
 	O_POD_POOL,
 	O_POD_PREFIX,
+	O_ENFORCE,
+	O_OPERATOR_KEY,
+	O_RATE,
+	O_BURST,
+	O_MAX_SESSIONS,
+	O_HEARTBEAT,
 };
 
 static const struct option options[] = {
@@ -111,6 +133,12 @@ static const struct option options[] = {
 	{ "overlay-v6", required_argument, NULL, O_OVERLAY_V6 },
 	{ "pod-pool", required_argument, NULL, O_POD_POOL },
 	{ "pod-prefix", required_argument, NULL, O_POD_PREFIX },
+	{ "enforce", no_argument, NULL, O_ENFORCE },
+	{ "operator-key", required_argument, NULL, O_OPERATOR_KEY },
+	{ "rate", required_argument, NULL, O_RATE },
+	{ "burst", required_argument, NULL, O_BURST },
+	{ "max-sessions", required_argument, NULL, O_MAX_SESSIONS },
+	{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -137,6 +165,28 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 	case O_OVERLAY_V6: c->ranges.overlay_v6 = arg; return 0;
 	case O_POD_POOL: c->ranges.pod_pool = arg; return 0;
 	case 'v': log_set_level(LOG_LVL_INFO); return 0;
+	case O_ENFORCE: c->enforce = true; return 0;
+	case O_OPERATOR_KEY: c->operator_key = arg; return 0;
+	case O_RATE:
+	case O_BURST: {
+		char *end;
+		double x = strtod(arg, &end);
+
+		if (end == arg || *end || !(x >= (opt == O_RATE ? 0.001 : 1) && x <= 1e6))
+			return -EINVAL;
+		*(opt == O_RATE ? &c->rate : &c->burst) = x;
+		return 0;
+	}
+	case O_MAX_SESSIONS:
+		if (number(arg, 1u << 20, 10, &v) < 0 || v == 0)
+			return -EINVAL;
+		c->max_sessions = (unsigned int)v;
+		return 0;
+	case O_HEARTBEAT:
+		if (number(arg, 3600000, 10, &v) < 0 || v == 0)
+			return -EINVAL;
+		c->heartbeat_ms = (int)v;
+		return 0;
 	case O_PORT:
 		if (number(arg, 65535, 10, &v) < 0)
 			return -EINVAL;
@@ -166,6 +216,17 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 	}
 }
 
+/* Every held node session is a descriptor: take the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &r);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct joind_config c = {
@@ -175,6 +236,7 @@ int main(int argc, char **argv)
 		.pcr_mask = LOG_COVERED_PCRS,
 		.ranges = { "10.100.0.0/16", "fd00:100::/64", "10.244.0.0/16", 24, 0 },
 		.stop = &stop,
+		.reload = &reload,
 	};
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct diag d = { { 0 } };
@@ -200,6 +262,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	raise_fd_limit();
 	if (joind_run(&c, &d) < 0) {
 		fprintf(stderr, "conclave-joind: %s\n", d.msg);
 		return 1;

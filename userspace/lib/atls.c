@@ -355,9 +355,11 @@ static int recv_expect(struct atls_session *s, uint32_t wanted, struct wire_msg 
 	if (ret < 0)
 		return ret;
 	if (m->type == WIRE_ERROR) {
+		bool not_ready = m->code == WIRE_NOT_READY;
+
 		diag_set(d, "peer reported %s: %s", wire_code_name(m->code), text_of(m));
 		wire_msg_free(m);
-		return -ECONNABORTED;
+		return not_ready ? -EAGAIN : -ECONNABORTED;
 	}
 	if (!(wanted & (1u << m->type))) {
 		diag_set(d, "unexpected %s from the peer", wire_type_name(m->type));
@@ -425,13 +427,22 @@ static int recv_hello(struct atls_session *s, struct diag *d)
 
 	if (ret < 0)
 		return ret;
+	if (s->peer_role == ATLS_ROLE_ANY &&
+	    (m.role == ATLS_ROLE_NODE || m.role == ATLS_ROLE_OPERATOR))
+		s->peer_role = m.role;
 	if (m.role != s->peer_role) {
-		diag_set(d, "peer announces role '%c', expected '%c'", m.role, s->peer_role);
+		diag_set(d, "peer announces role '%c', expected '%c'", m.role,
+			 s->peer_role ? s->peer_role : '*');
 		atls_send_error(s, WIRE_UNSUPPORTED, d ? d->msg : "wrong role");
 		ret = -EPROTO;
 	}
 	wire_msg_free(&m);
 	return ret;
+}
+
+static bool role_valid(enum atls_role r)
+{
+	return r == ATLS_ROLE_NODE || r == ATLS_ROLE_JOIND || r == ATLS_ROLE_OPERATOR;
 }
 
 static int session_open(struct atls_ctx *c, int fd, const struct atls_opts *o, bool server,
@@ -440,8 +451,8 @@ static int session_open(struct atls_ctx *c, int fd, const struct atls_opts *o, b
 	struct atls_session *s;
 	int ret;
 
-	if (c->server != server || (o->role != ATLS_ROLE_NODE && o->role != ATLS_ROLE_JOIND) ||
-	    (o->peer_role != ATLS_ROLE_NODE && o->peer_role != ATLS_ROLE_JOIND) ||
+	if (c->server != server || !role_valid(o->role) ||
+	    !(role_valid(o->peer_role) || (server && o->peer_role == ATLS_ROLE_ANY)) ||
 	    o->timeout_ms < 0) {
 		diag_set(d, "invalid attested TLS options");
 		return -EINVAL;
@@ -516,6 +527,39 @@ void atls_close(struct atls_session *s)
 	free(s);
 }
 
+uint8_t atls_peer_role(const struct atls_session *s)
+{
+	return s->peer_role;
+}
+
+const uint8_t *atls_exporter(const struct atls_session *s)
+{
+	return s->exporter->data;
+}
+
+void atls_set_timeout(struct atls_session *s, int timeout_ms)
+{
+	s->timeout_ms = timeout_ms > 0 ? timeout_ms : ATLS_DEFAULT_TIMEOUT_MS;
+}
+
+int atls_fd(const struct atls_session *s)
+{
+	return s->fd;
+}
+
+int atls_wait_readable(struct atls_session *s, int timeout_ms)
+{
+	struct pollfd p = { .fd = s->fd, .events = POLLIN };
+	int n;
+
+	if (SSL_has_pending(s->ssl))
+		return 1;
+	do
+		n = poll(&p, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n > 0;
+}
+
 bool atls_peer_accepted_us(const struct atls_session *s)
 {
 	return s->peer_accepted_us;
@@ -552,7 +596,7 @@ void atls_session_binding(const struct atls_session *s, uint8_t role, const uint
 
 /* ---- proving ----------------------------------------------------------------------------- */
 
-static int send_evidence(struct atls_session *s, struct attest_opts *o, const uint8_t *wg_pubkey,
+static int send_evidence(struct atls_session *s, struct attest_opts *o, const uint8_t *key,
 			 const uint8_t *disk_uuid, struct diag *d)
 {
 	struct wire_msg m = { .type = WIRE_EVIDENCE };
@@ -567,8 +611,10 @@ static int send_evidence(struct atls_session *s, struct attest_opts *o, const ui
 		return ret;
 	}
 	m.evidence = (struct blob){ ev, len };
-	if (wg_pubkey)
-		m.wg_pubkey = (struct blob){ wg_pubkey, 32 };
+	if (key && s->role == ATLS_ROLE_NODE)
+		m.wg_pubkey = (struct blob){ key, 32 };
+	else if (key)
+		m.cluster_id = (struct blob){ key, 32 };
 	if (disk_uuid)
 		m.disk_uuid = (struct blob){ disk_uuid, 16 };
 	ret = atls_send(s, &m, d);
@@ -576,7 +622,7 @@ static int send_evidence(struct atls_session *s, struct attest_opts *o, const ui
 	return ret;
 }
 
-int atls_prove(struct atls_session *s, const struct attest_opts *base, const uint8_t *wg_pubkey,
+int atls_prove(struct atls_session *s, const struct attest_opts *base, const uint8_t *key,
 	       const uint8_t *disk_uuid, struct diag *d)
 {
 	struct attest_opts o = *base;
@@ -584,18 +630,19 @@ int atls_prove(struct atls_session *s, const struct attest_opts *base, const uin
 	bool answered = false;
 	int ret;
 
-	/* The verifier insists on the same rule (take_binding_inputs). */
-	if ((s->role == ATLS_ROLE_NODE) != !!wg_pubkey) {
-		diag_set(d,
-			 "a node proves with its WireGuard public key, the join service without");
+	/* The verifier insists on the same rules (take_binding_inputs). */
+	if (s->role == ATLS_ROLE_OPERATOR || (s->role == ATLS_ROLE_NODE && !key) ||
+	    (s->role == ATLS_ROLE_JOIND && disk_uuid)) {
+		diag_set(d, "a node proves with its WireGuard key, the join service with its "
+			    "cluster identity and no disk, an operator never");
 		return -EINVAL;
 	}
-	atls_session_binding(s, s->role, wg_pubkey, disk_uuid, qdata);
+	atls_session_binding(s, s->role, key, disk_uuid, qdata);
 	o.qdata = qdata;
 	o.qlen = sizeof(qdata);
 	o.challenge = NULL;
 	o.challenge_len = 0;
-	ret = send_evidence(s, &o, wg_pubkey, disk_uuid, d);
+	ret = send_evidence(s, &o, key, disk_uuid, d);
 	while (ret == 0) {
 		struct wire_msg m;
 		uint32_t wanted = 1u << WIRE_VERDICT | (answered ? 0 : 1u << WIRE_CHALLENGE);
@@ -608,7 +655,7 @@ int atls_prove(struct atls_session *s, const struct attest_opts *base, const uin
 			o.challenge = m.challenge.p;
 			o.challenge_len = m.challenge.len;
 			answered = true;
-			ret = send_evidence(s, &o, wg_pubkey, disk_uuid, d);
+			ret = send_evidence(s, &o, key, disk_uuid, d);
 			wire_msg_free(&m);
 			continue;
 		}
@@ -646,31 +693,42 @@ static void verdict_summary(const struct verdict *v, char *out, size_t cap)
 	}
 }
 
-/* The prover's claimed binding inputs: a node names its WireGuard key, the join service none. */
+/* The prover's claimed binding inputs: a node names its WireGuard key (and disk), the join
+ * service at most its cluster identity. */
 static int take_binding_inputs(struct atls_session *s, const struct wire_msg *m,
 			       struct atls_peer *peer, struct diag *d)
 {
-	if ((s->peer_role == ATLS_ROLE_NODE) != !!m->wg_pubkey.p) {
-		diag_set(d, "%s evidence %s a WireGuard public key",
-			 s->peer_role == ATLS_ROLE_NODE ? "node" : "join service",
-			 m->wg_pubkey.p ? "carries" : "lacks");
+	bool node = s->peer_role == ATLS_ROLE_NODE;
+
+	if (node != !!m->wg_pubkey.p || (node && m->cluster_id.p) || (!node && m->disk_uuid.p)) {
+		diag_set(d, "%s evidence with the wrong binding inputs (a node names its "
+			    "WireGuard key, the join service only its cluster identity)",
+			 node ? "node" : "join service");
 		atls_send_error(s, WIRE_BAD_MESSAGE, d ? d->msg : "binding inputs");
 		return -EBADMSG;
 	}
 	peer->has_wg_pubkey = !!m->wg_pubkey.p;
 	peer->has_disk_uuid = !!m->disk_uuid.p;
+	peer->has_cluster_id = !!m->cluster_id.p;
 	if (m->wg_pubkey.p)
 		memcpy(peer->wg_pubkey, m->wg_pubkey.p, 32);
 	if (m->disk_uuid.p)
 		memcpy(peer->disk_uuid, m->disk_uuid.p, 16);
+	if (m->cluster_id.p)
+		memcpy(peer->cluster_id, m->cluster_id.p, 32);
 	return 0;
+}
+
+static bool same_blob(bool had, const uint8_t *kept, struct blob b)
+{
+	return had == !!b.p && (!b.p || !memcmp(kept, b.p, b.len));
 }
 
 static bool same_binding_inputs(const struct atls_peer *peer, const struct wire_msg *m)
 {
-	return peer->has_wg_pubkey == !!m->wg_pubkey.p && peer->has_disk_uuid == !!m->disk_uuid.p &&
-	       (!m->wg_pubkey.p || !memcmp(peer->wg_pubkey, m->wg_pubkey.p, 32)) &&
-	       (!m->disk_uuid.p || !memcmp(peer->disk_uuid, m->disk_uuid.p, 16));
+	return same_blob(peer->has_wg_pubkey, peer->wg_pubkey, m->wg_pubkey) &&
+	       same_blob(peer->has_disk_uuid, peer->disk_uuid, m->disk_uuid) &&
+	       same_blob(peer->has_cluster_id, peer->cluster_id, m->cluster_id);
 }
 
 static bool blob_eq(struct blob a, struct blob b)
@@ -765,7 +823,10 @@ static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 		}
 	}
 	/* The binding uses the role we expect, never one the peer claims. */
-	atls_session_binding(s, s->peer_role, peer->has_wg_pubkey ? peer->wg_pubkey : NULL,
+	atls_session_binding(s, s->peer_role,
+			     peer->has_wg_pubkey    ? peer->wg_pubkey
+			     : peer->has_cluster_id ? peer->cluster_id
+						    : NULL,
 			     peer->has_disk_uuid ? peer->disk_uuid : NULL, qdata);
 	p.qdata = qdata;
 	p.credential = cred.secret ? &cred : NULL;

@@ -8,43 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "conclave/atls.h"
 #include "conclave/joinclient.h"
-#include "conclave/peerset.h"
-#include "conclave/joind.h"
-#include "conclave/kms.h"
 #include "conclave/log.h"
+#include "conclave/peerset.h"
 #include "conclave/util.h"
 
-#define ACCEPT_POLL_MS 200
+#include "joind_priv.h"
 
-struct joind {
-	const struct joind_config *cfg;
-	struct attest_opts self; /* our own attestation */
-	struct policy node_policy;
-	X509_STORE *ca;
-	struct kms *kms;
-	struct atls_ctx *ctx;
-	/* The store has one connection: every use holds store_lock. */
-	struct membership *store;
-	pthread_mutex_t store_lock;
-	/* Workers share one TPM, which may have no resource manager (swtpm): one session at a
-	 * time, held only while attest_produce talks to the TPM, never across network I/O. */
-	pthread_mutex_t tpm_lock;
-	/* The pool: the acceptor queues fds, idle workers take them. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int *queue; /* ring of cfg->workers fds */
-	size_t head, queued;
-	unsigned int busy;
-	bool stopping;
-	pthread_t *threads;
-	unsigned int n_threads;
-};
+#define ACCEPT_POLL_MS 200
 
 /* One connection's view of the store for atls_verify_peer's find_node. */
 struct conn {
@@ -103,6 +80,8 @@ static int make_record(const struct atls_peer *p, const struct wire_msg *req, st
 	r->reset_count = v->reset_count;
 	r->restart_count = v->restart_count;
 	r->clock = v->clock;
+	r->pcr_mask = v->pcr_mask & 0xffffffu;
+	memcpy(r->pcrs, v->pcr_values, sizeof(r->pcrs));
 	for (size_t i = 0; i < req->n_endpoints; i++) {
 		int n =
 		    snprintf(r->endpoints + off, sizeof(r->endpoints) - off, "%s%.*s", i ? "," : "",
@@ -168,15 +147,37 @@ static int admit(struct joind *j, const struct join_record *r, struct join_resul
 	return ret;
 }
 
-/* After mutual attestation: JOIN_REQUEST in, JOIN_RESPONSE (or a refusal) out. */
-static int join(struct joind *j, struct atls_session *s, const struct atls_peer *p, struct diag *d)
+/* The node's certificate and the CA's, for the JOIN_RESPONSE. */
+static int certify(struct joind *j, const struct join_result *res, uint8_t **cert, size_t *len,
+		   const uint8_t **ca_der, size_t *ca_len, struct diag *d)
+{
+	uint8_t id[CLUSTER_ID_LEN];
+	struct cluster_ca *ca = joind_cluster(j, id, NULL);
+
+	if (!ca) {
+		diag_set(d, "the join service lost its cluster CA");
+		return -EIO;
+	}
+	cluster_ca_cert(ca, ca_der, ca_len);
+	return cluster_ca_issue_node(ca, res->peer.node_id, res->peer.wg_pubkey,
+				     res->peer.overlay_v4, res->peer.overlay_v6,
+				     JOIND_NODE_CERT_DAYS, cert, len, d);
+}
+
+/* After mutual attestation: JOIN_REQUEST in, JOIN_RESPONSE (or a refusal) out. 1 when the
+ * session went to the hub for peer-set updates (it owns s and fd from then on). */
+static int join(struct joind *j, struct atls_session *s, int fd, const struct atls_peer *p,
+		struct diag *d)
 {
 	struct wire_msg req, resp = { .type = WIRE_JOIN_RESPONSE };
 	_cleanup_secret_ struct secret *key = NULL;
 	struct join_record r;
 	struct join_result res;
-	uint8_t *doc = NULL;
-	size_t doc_len = 0;
+	struct kms *kms = NULL;
+	uint8_t *doc = NULL, *cert = NULL;
+	const uint8_t *ca_der = NULL;
+	size_t doc_len = 0, cert_len = 0, ca_len = 0;
+	bool subscribe;
 	int ret;
 
 	ret = atls_recv(s, &req, d);
@@ -188,59 +189,102 @@ static int join(struct joind *j, struct atls_session *s, const struct atls_peer 
 		wire_msg_free(&req);
 		return -EPROTO;
 	}
+	subscribe = req.flags & JOIN_SUBSCRIBE;
 	ret = make_record(p, &req, &r, d);
 	wire_msg_free(&req);
 	if (ret == 0)
 		ret = admit(j, &r, &res, &doc, &doc_len, d);
-	if (ret == 0)
-		ret = kms_disk_key(j->kms, r.ek_id, r.disk_uuid, &key, d);
+	if (ret == 0) {
+		hub_notify(j->hub);
+		ret = joind_cluster(j, NULL, &kms) ? kms_disk_key(kms, r.ek_id, r.disk_uuid, &key, d)
+						   : -EIO;
+	}
 	if (ret == 0 && !key)
 		ret = -ENOMEM;
-	if (ret != 0 || !key) {
+	if (ret == 0)
+		ret = certify(j, &res, &cert, &cert_len, &ca_der, &ca_len, d);
+	if (ret != 0) {
 		atls_send_error(s, ret == -EPERM ? WIRE_REFUSED : WIRE_INTERNAL, d->msg);
 		free(doc);
+		free(cert);
 		return ret == -EPERM ? -EACCES : ret;
 	}
 	resp.key_material = (struct blob){ key->data, key->len };
 	resp.peer_set = (struct blob){ doc, doc_len };
+	resp.ca_cert = (struct blob){ ca_der, ca_len };
+	resp.node_cert = (struct blob){ cert, cert_len };
 	ret = atls_send(s, &resp, d);
 	free(doc);
-	if (ret == 0)
-		log_info("joind: node %lld %s (%s, %s, %s), generation %llu",
-			 (long long)res.peer.node_id, res.rejoin ? "rejoined" : "joined",
-			 res.peer.overlay_v4, res.peer.overlay_v6, res.peer.pod_cidr,
-			 (unsigned long long)res.generation);
+	free(cert);
+	if (ret < 0)
+		return ret;
+	log_info("joind: node %lld %s (%s, %s, %s), generation %llu%s",
+		 (long long)res.peer.node_id, res.rejoin ? "rejoined" : "joined",
+		 res.peer.overlay_v4, res.peer.overlay_v6, res.peer.pod_cidr,
+		 (unsigned long long)res.generation, subscribe ? ", subscribed" : "");
+	if (!subscribe)
+		return 0;
+	hub_add(j->hub, s, fd, res.peer.node_id, res.generation);
+	return 1;
+}
+
+/* A node: verify it against the current policy, then the join. */
+static int serve_node(struct joind *j, struct atls_session *s, int fd, const char **stage,
+		      struct diag *d)
+{
+	struct conn c = { .j = j };
+	struct policy_ref *pol = joind_policy_get(j);
+	struct atls_verifier v = { &pol->p, j->ca, find_node, &c };
+	struct atls_peer peer;
+	int ret;
+
+	*stage = "node attestation";
+	ret = atls_verify_peer(s, &v, &peer, d);
+	joind_policy_put(j, pol);
+	node_record_clear(&c.record);
+	if (ret == 0) {
+		*stage = "join";
+		ret = join(j, s, fd, &peer, d);
+	}
 	return ret;
 }
 
-static void serve(struct joind *j, int fd)
+/* One connection. true when the hub took it over. */
+static bool serve(struct joind *j, int fd)
 {
-	struct atls_opts o = { ATLS_ROLE_JOIND, ATLS_ROLE_NODE, j->cfg->timeout_ms };
-	struct conn c = { .j = j };
-	struct atls_verifier v = { &j->node_policy, j->ca, find_node, &c };
+	struct atls_opts o = { ATLS_ROLE_JOIND, ATLS_ROLE_ANY, j->cfg->timeout_ms };
 	struct atls_session *s = NULL;
-	struct atls_peer peer;
 	struct diag d = { { 0 } };
 	const char *stage = "handshake";
+	uint8_t id[CLUSTER_ID_LEN];
+	bool ready;
 	int ret;
 
 	ret = atls_server_accept(j->ctx, fd, &o, &s, &d);
 	if (ret == 0) {
+		ready = joind_cluster(j, id, NULL) != NULL;
+		/* Nothing for a node to join yet: say so before spending a quote on it. */
+		if (!ready && atls_peer_role(s) == ATLS_ROLE_NODE) {
+			atls_send_error(s, WIRE_NOT_READY,
+					"the join service has no master secret yet: the operator "
+					"must run conclavectl init (new cluster) or recover");
+			atls_close(s);
+			return false;
+		}
 		stage = "our attestation";
-		ret = atls_prove(s, &j->self, NULL, NULL, &d);
+		ret = atls_prove(s, &j->self, ready ? id : NULL, NULL, &d);
 	}
-	if (ret == 0) {
-		stage = "node attestation";
-		ret = atls_verify_peer(s, &v, &peer, &d);
-	}
-	if (ret == 0) {
-		stage = "join";
-		ret = join(j, s, &peer, &d);
+	if (ret == 0 && atls_peer_role(s) == ATLS_ROLE_OPERATOR) {
+		joind_admin(j, s);
+	} else if (ret == 0) {
+		ret = serve_node(j, s, fd, &stage, &d);
+		if (ret == 1)
+			return true;
 	}
 	if (ret < 0)
 		log_warn("joind: connection refused at %s: %s", stage, d.msg);
-	node_record_clear(&c.record);
 	atls_close(s);
+	return false;
 }
 
 static void *worker(void *arg)
@@ -262,8 +306,8 @@ static void *worker(void *arg)
 		j->queued--;
 		j->busy++;
 		pthread_mutex_unlock(&j->lock);
-		serve(j, fd);
-		close(fd);
+		if (!serve(j, fd))
+			close(fd);
 		pthread_mutex_lock(&j->lock);
 		j->busy--;
 		pthread_mutex_unlock(&j->lock);
@@ -333,56 +377,100 @@ static int listen_on(const struct joind_config *c, int *out, struct diag *d)
 	return 0;
 }
 
-/* Policies, roots, master secret, store, TLS context; and one quote to check our TPM (this
- * also creates our AK before workers race for it). */
+/* A recovery file given at start: the master secret unsealed from the control plane's own
+ * encrypted disk (issue 7), or a test's. */
+static int load_recovery(struct joind *j, struct diag *d)
+{
+	struct kms *k = NULL;
+	int ret;
+
+	if (!j->cfg->recovery) {
+		log_info("joind: no master secret: waiting for conclavectl init or recover");
+		return 0;
+	}
+	ret = kms_recovery_read(j->cfg->recovery, &k, d);
+	if (ret == 0)
+		ret = joind_install_kms(j, k, INSTALL_ANY, d);
+	return ret;
+}
+
+static int load_node_policy(struct joind *j, struct diag *d)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	unsigned int mismatched, revoked;
+	int ret;
+
+	ret = read_file(j->cfg->node_policy, POLICY_MAX_SIZE, &buf, &len);
+	if (ret < 0) {
+		diag_set(d, "node policy %s: %s", j->cfg->node_policy, strerror(-ret));
+		return ret;
+	}
+	ret = joind_set_policy(j, buf, len, false, &mismatched, &revoked, d);
+	free(buf);
+	if (ret < 0)
+		diag_prefix(d, "node policy %s", j->cfg->node_policy);
+	return ret;
+}
+
+/* Policies, keys, roots, store, master secret, TLS context; and one quote to check our TPM
+ * (this also creates our AK before workers race for it). */
 static int load(struct joind *j, struct diag *d)
 {
 	const struct joind_config *c = j->cfg;
-	uint8_t *buf = NULL, *ev = NULL, qdata[32] = { 0 };
-	EVP_PKEY *pub = NULL;
+	uint8_t *ev = NULL, qdata[32] = { 0 };
+	struct attest_opts probe = j->self;
 	size_t len = 0;
 	int ret;
 
-	ret = policy_load_public(c->policy_key, &pub, d);
-	if (ret == 0) {
-		ret = read_file(c->node_policy, POLICY_MAX_SIZE, &buf, &len);
+	ret = policy_load_public(c->policy_key, &j->policy_pub, d);
+	if (ret == 0 && c->operator_key) {
+		ret = policy_load_public(c->operator_key, &j->operator_pub, d);
 		if (ret < 0)
-			diag_set(d, "node policy %s: %s", c->node_policy, strerror(-ret));
+			diag_prefix(d, "operator key");
 	}
-	if (ret == 0)
-		ret = policy_verify((const char *)buf, len, pub, &j->node_policy, d);
-	free(buf);
-	EVP_PKEY_free(pub);
 	if (ret == 0)
 		ret = ca_store_load(c->ca_bundle, &j->ca, d);
 	if (ret == 0)
-		ret = kms_recovery_read(c->recovery, &j->kms, d);
-	if (ret == 0)
 		ret = membership_open(c->db_path, &c->ranges, &j->store, d);
 	if (ret == 0)
+		ret = load_node_policy(j, d);
+	if (ret == 0)
+		ret = load_recovery(j, d);
+	if (ret == 0)
 		ret = atls_ctx_new(true, &j->ctx, d);
+	if (ret == 0) {
+		j->rl = ratelimit_new(c->rate > 0 ? c->rate : JOIND_DEFAULT_RATE,
+				      c->burst > 0 ? c->burst : JOIND_DEFAULT_BURST, 4096);
+		if (!j->rl) {
+			diag_set(d, "rate limit: bad rate/burst or out of memory");
+			ret = -EINVAL;
+		}
+	}
 	if (ret < 0)
 		return ret;
-	{
-		struct attest_opts probe = j->self;
-
-		probe.qdata = qdata;
-		probe.qlen = sizeof(qdata);
-		ret = attest_produce(&probe, &ev, &len, d);
-		free(ev);
-		if (ret < 0)
-			diag_prefix(d, "our own TPM (%s)", c->tcti);
-	}
+	probe.qdata = qdata;
+	probe.qlen = sizeof(qdata);
+	ret = attest_produce(&probe, &ev, &len, d);
+	free(ev);
+	if (ret < 0)
+		diag_prefix(d, "our own TPM (%s)", c->tcti);
 	return ret;
 }
 
 static void unload(struct joind *j)
 {
+	hub_stop(j->hub);
 	atls_ctx_free(j->ctx);
 	membership_close(j->store);
+	cluster_ca_free(j->cluster_ca);
 	kms_free(j->kms);
+	if (j->node_policy)
+		joind_policy_put(j, j->node_policy);
+	ratelimit_free(j->rl);
+	EVP_PKEY_free(j->policy_pub);
+	EVP_PKEY_free(j->operator_pub);
 	X509_STORE_free(j->ca);
-	policy_free(&j->node_policy);
 	free(j->queue);
 	free(j->threads);
 }
@@ -418,19 +506,54 @@ static void stop_pool(struct joind *j)
 		pthread_join(j->threads[i], NULL);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* SIGHUP: the policy file may hold new signed measurements. */
+static void maybe_reload(struct joind *j)
+{
+	struct diag d = { { 0 } };
+
+	if (!j->cfg->reload || !*j->cfg->reload)
+		return;
+	*j->cfg->reload = 0;
+	if (load_node_policy(j, &d) < 0)
+		log_warn("joind: policy reload refused, the old policy stays: %s", d.msg);
+}
+
 static void accept_loop(struct joind *j, int lfd)
 {
+	uint64_t limited = 0;
+
 	while (!*j->cfg->stop) {
 		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
 		int fd;
 
+		maybe_reload(j);
 		if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
 			continue;
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
-			dispatch(j, fd);
-		else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-			log_warn("joind: accept: %s", strerror(errno));
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				log_warn("joind: accept: %s", strerror(errno));
+			continue;
+		}
+		if (!ratelimit_allow(j->rl, (struct sockaddr *)&ss, sl, now_ns())) {
+			/* One line per 100 refusals: a flood must not flood the log too. */
+			if (limited++ % 100 == 0)
+				log_warn("joind: connection rate limit hit (%llu refused so far)",
+					 (unsigned long long)limited);
+			close(fd);
+			continue;
+		}
+		dispatch(j, fd);
 	}
 }
 
@@ -444,23 +567,31 @@ int joind_run(const struct joind_config *c, struct diag *d)
 			  .event_log = c->event_log,
 			  .ek_chain = c->ek_chain },
 		.store_lock = PTHREAD_MUTEX_INITIALIZER,
+		.state_lock = PTHREAD_MUTEX_INITIALIZER,
 		.tpm_lock = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
 	};
+	struct hub_config hc = { .store_lock = &j.store_lock,
+				 .max_sessions = c->max_sessions,
+				 .heartbeat_ms = c->heartbeat_ms };
 	int lfd = -1, ret;
 
 	j.self.tpm_lock = &j.tpm_lock;
 	if (!c->stop || !c->listen_addr || !c->tcti || !c->ak_state || !c->node_policy ||
-	    !c->policy_key || !c->ca_bundle || !c->db_path || !c->recovery || c->workers == 0 ||
+	    !c->policy_key || !c->ca_bundle || !c->db_path || c->workers == 0 ||
 	    c->workers > JOIND_MAX_WORKERS) {
 		diag_set(d,
 			 "joind: missing option (address, TPM, AK state, node policy and key, "
-			 "CA bundle, store, recovery file; 1..%d workers)",
+			 "CA bundle, store; 1..%d workers)",
 			 JOIND_MAX_WORKERS);
 		return -EINVAL;
 	}
 	ret = load(&j, d);
+	if (ret == 0) {
+		hc.store = j.store;
+		ret = hub_start(&hc, &j.hub, d);
+	}
 	if (ret == 0)
 		ret = start_pool(&j, d);
 	if (ret == 0)

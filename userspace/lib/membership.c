@@ -17,6 +17,10 @@
 #define BUSY_TIMEOUT_MS	 5000
 #define DEFAULT_LOG_KEEP 4096
 #define MAX_SLOTS	 (1u << 24) /* far beyond any cluster; keeps slot arithmetic in 32 bits */
+#define PCR_COUNT	 24
+#define PCR_LEN		 32
+#define META_KEY_MAX	 64
+#define META_VALUE_MAX	 4096
 
 /* Migration i brings user_version from i to i + 1; append, never edit a published one. */
 static const char *const migrations[MEMBERSHIP_SCHEMA_VERSION] = {
@@ -53,6 +57,25 @@ static const char *const migrations[MEMBERSHIP_SCHEMA_VERSION] = {
 	"  op TEXT NOT NULL CHECK (op IN ('add', 'update', 'remove')));",
 	/* 2: deltas group the log by node */
 	"CREATE INDEX peer_log_node ON peer_log(node_id);",
+	/* 3: what each member last attested, and small cluster values. pcrs holds the SHA-256
+	 * values of the PCRs pcr_mask selects, 32 bytes each in PCR order (a row that predates
+	 * this has none). attested_at of an older active row is its updated_at, which only joins
+	 * moved; a revoked one's updated_at is its revocation, so it gets joined_at, the only
+	 * attestation time known for it. */
+	"ALTER TABLE nodes ADD COLUMN pcr_mask INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (pcr_mask >= 0 AND pcr_mask < 16777216);"
+	"ALTER TABLE nodes ADD COLUMN pcrs BLOB NOT NULL DEFAULT x''"
+	"  CHECK (length(pcrs) % 32 = 0 AND length(pcrs) <= 768);"
+	"ALTER TABLE nodes ADD COLUMN attested_at INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (attested_at >= 0);"
+	"ALTER TABLE nodes ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (revoked_at >= 0);"
+	"UPDATE nodes SET"
+	"  attested_at = CASE state WHEN 'active' THEN updated_at ELSE joined_at END,"
+	"  revoked_at = CASE state WHEN 'revoked' THEN updated_at ELSE 0 END;"
+	"CREATE TABLE meta ("
+	"  key TEXT PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 64),"
+	"  value BLOB NOT NULL CHECK (length(value) <= 4096));",
 };
 
 enum stmt_id {
@@ -79,6 +102,9 @@ enum stmt_id {
 	ST_DISK_OF,
 	ST_NODE_OF,
 	ST_TPM_OF,
+	ST_MEMBERS,
+	ST_META_GET,
+	ST_META_SET,
 	ST_COUNT,
 };
 
@@ -102,12 +128,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 			 " (SELECT 1 FROM nodes b WHERE b.slot = a.slot + 1)) END",
 	[ST_INSERT] = "INSERT INTO nodes (ek_id, ak_name, wg_pubkey, endpoints, slot, overlay_v4,"
 		      " overlay_v6, pod_cidr, disk_uuid, state, reset_count, restart_count, clock,"
-		      " evidence_digest, joined_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-		      " ?8, ?9, 'active', ?10, ?11, ?12, ?13, ?14, ?14)",
+		      " evidence_digest, joined_at, updated_at, attested_at, pcr_mask, pcrs)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'active', ?10, ?11, ?12, ?13,"
+		      " ?14, ?14, ?14, ?15, ?16)",
 	[ST_UPDATE] = "UPDATE nodes SET ak_name = ?2, wg_pubkey = ?3, endpoints = ?4,"
 		      " reset_count = ?5, restart_count = ?6, clock = ?7, evidence_digest = ?8,"
-		      " updated_at = ?9 WHERE node_id = ?1",
-	[ST_REVOKE] = "UPDATE nodes SET state = 'revoked', updated_at = ?2"
+		      " updated_at = ?9, attested_at = ?9, pcr_mask = ?10, pcrs = ?11"
+		      " WHERE node_id = ?1",
+	[ST_REVOKE] = "UPDATE nodes SET state = 'revoked', updated_at = ?2, revoked_at = ?2"
 		      " WHERE node_id = ?1 AND state = 'active'",
 	[ST_BUMP] = "UPDATE peer_generation SET generation = generation + 1 WHERE id = 1",
 	[ST_GENERATION] = "SELECT generation, log_floor FROM peer_generation WHERE id = 1",
@@ -128,6 +156,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_NODE_OF] = "SELECT node_id FROM nodes WHERE ek_id = ?1",
 	[ST_TPM_OF] = "SELECT node_id, state, ak_name, reset_count, restart_count, clock FROM nodes"
 		      " WHERE ek_id = ?1",
+	[ST_MEMBERS] = "SELECT " PEER_COLS ", ek_id, state, joined_at, attested_at, revoked_at,"
+		       " pcr_mask, pcrs FROM nodes ORDER BY node_id",
+	[ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
 };
 
 /* Parsed address ranges; slot i (1-based) of a node gives all three of its allocations. */
@@ -300,6 +332,44 @@ static int col_peer(sqlite3_stmt *s, int col, struct peer *p)
 	    col_text(s, col + 5, p->pod_cidr, sizeof(p->pod_cidr)) < 0)
 		return -EBADMSG;
 	return 0;
+}
+
+/* The PCRs mask selects, PCR_LEN bytes each in PCR order (the pcrs column); returns its size. */
+static size_t pack_pcrs(uint32_t mask, const uint8_t pcrs[PCR_COUNT][PCR_LEN],
+			uint8_t out[PCR_COUNT * PCR_LEN])
+{
+	size_t n = 0;
+
+	for (unsigned int i = 0; i < PCR_COUNT; i++) {
+		if (mask & (1u << i)) {
+			memcpy(out + n, pcrs[i], PCR_LEN);
+			n += PCR_LEN;
+		}
+	}
+	return n;
+}
+
+/* The pcr_mask and pcrs columns back into a mask and 24 slots (unselected ones zeroed). */
+static int col_pcrs(sqlite3_stmt *s, int col, uint32_t *mask, uint8_t pcrs[PCR_COUNT][PCR_LEN])
+{
+	int64_t m = sqlite3_column_int64(s, col);
+	/* A zero-length blob reads as NULL; its size is what counts. */
+	const uint8_t *p = sqlite3_column_blob(s, col + 1);
+	size_t n = (size_t)sqlite3_column_bytes(s, col + 1), off = 0;
+
+	memset(pcrs, 0, PCR_COUNT * PCR_LEN);
+	if (m < 0 || m >> PCR_COUNT)
+		return -EBADMSG;
+	*mask = (uint32_t)m;
+	for (unsigned int i = 0; i < PCR_COUNT; i++) {
+		if (!(*mask & (1u << i)))
+			continue;
+		if (!p || off + PCR_LEN > n)
+			return -EBADMSG;
+		memcpy(pcrs[i], p + off, PCR_LEN);
+		off += PCR_LEN;
+	}
+	return off == n ? 0 : -EBADMSG;
 }
 
 /* ---- address ranges ---- */
@@ -718,6 +788,10 @@ static int check_record(const struct join_record *in, struct diag *d)
 		diag_set(d, "join: TPM clock out of range");
 		return -EINVAL;
 	}
+	if (in->pcr_mask >> PCR_COUNT) {
+		diag_set(d, "join: PCR mask 0x%x selects PCRs beyond 23", in->pcr_mask);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -808,6 +882,7 @@ static int free_slot(struct membership *m, uint32_t *slot, struct diag *d)
 static int join_new(struct membership *m, const struct join_record *in, struct join_result *out,
 		    struct diag *d)
 {
+	uint8_t pcrs[PCR_COUNT * PCR_LEN];
 	struct peer p = { 0 };
 	sqlite3_stmt *s;
 	uint32_t slot;
@@ -834,6 +909,8 @@ static int join_new(struct membership *m, const struct join_record *in, struct j
 	sqlite3_bind_int64(s, 12, (int64_t)in->clock);
 	bind_blob(s, 13, in->evidence_digest, sizeof(in->evidence_digest));
 	sqlite3_bind_int64(s, 14, (int64_t)time(NULL));
+	sqlite3_bind_int64(s, 15, in->pcr_mask);
+	bind_blob(s, 16, pcrs, pack_pcrs(in->pcr_mask, in->pcrs, pcrs));
 	ret = step_done(m, s, "recording the new member", d);
 	if (ret == -EEXIST) {
 		/* The EK was looked up already: the only unique left to collide is the disk. */
@@ -854,6 +931,7 @@ static int update_member(struct membership *m, int64_t node_id, const struct joi
 			 struct diag *d)
 {
 	sqlite3_stmt *s = stmt(m, ST_UPDATE, d);
+	uint8_t pcrs[PCR_COUNT * PCR_LEN];
 
 	if (!s)
 		return -EIO;
@@ -866,6 +944,8 @@ static int update_member(struct membership *m, int64_t node_id, const struct joi
 	sqlite3_bind_int64(s, 7, (int64_t)in->clock);
 	bind_blob(s, 8, in->evidence_digest, sizeof(in->evidence_digest));
 	sqlite3_bind_int64(s, 9, (int64_t)time(NULL));
+	sqlite3_bind_int64(s, 10, in->pcr_mask);
+	bind_blob(s, 11, pcrs, pack_pcrs(in->pcr_mask, in->pcrs, pcrs));
 	return step_done(m, s, "updating the member", d);
 }
 
@@ -1253,4 +1333,134 @@ int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID
 	out->clock = (uint64_t)sqlite3_column_int64(s, 5);
 	sqlite3_reset(s);
 	return 0;
+}
+
+/* Columns of ST_MEMBERS from PEER_COLS on. */
+static int col_member(sqlite3_stmt *s, struct member_info *x)
+{
+	const char *state;
+
+	memset(x, 0, sizeof(*x));
+	if (col_peer(s, 0, &x->peer) < 0 || col_blob(s, 6, x->ek_id, sizeof(x->ek_id)) < 0)
+		return -EBADMSG;
+	state = (const char *)sqlite3_column_text(s, 7);
+	x->active = state && !strcmp(state, "active");
+	x->joined_at = (uint64_t)sqlite3_column_int64(s, 8);
+	x->attested_at = (uint64_t)sqlite3_column_int64(s, 9);
+	x->revoked_at = (uint64_t)sqlite3_column_int64(s, 10);
+	return col_pcrs(s, 11, &x->pcr_mask, x->pcrs);
+}
+
+int membership_members(struct membership *m, struct member_info **out, size_t *n, struct diag *d)
+{
+	sqlite3_stmt *s = stmt(m, ST_MEMBERS, d);
+	struct member_info *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	int ret;
+
+	if (!s)
+		return -EIO;
+	while ((ret = step_row(m, s, "listing members", d)) == 1) {
+		if (grow((void **)&arr, sizeof(*arr), cnt, &cap) < 0) {
+			ret = -ENOMEM;
+			diag_set(d, "membership: out of memory");
+			break;
+		}
+		if (col_member(s, &arr[cnt]) < 0) {
+			ret = -EBADMSG;
+			diag_set(d, "membership store: node %lld has a malformed row",
+				 (long long)arr[cnt].peer.node_id);
+			break;
+		}
+		cnt++;
+	}
+	sqlite3_reset(s);
+	if (ret < 0) {
+		free(arr);
+		return ret;
+	}
+	*out = arr;
+	*n = cnt;
+	return 0;
+}
+
+/* ---- cluster values ---- */
+
+static int check_meta_key(const char *key, struct diag *d)
+{
+	size_t n = key ? strnlen(key, META_KEY_MAX + 1) : 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (key[i] < 0x20 || key[i] > 0x7e)
+			n = 0;
+	if (n == 0 || n > META_KEY_MAX) {
+		diag_set(d, "membership: a value's key must be 1 to %d printable ASCII characters",
+			 META_KEY_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int membership_meta_get(struct membership *m, const char *key, uint8_t *buf, size_t cap,
+			size_t *len, struct diag *d)
+{
+	sqlite3_stmt *s;
+	size_t n;
+	int ret;
+
+	ret = check_meta_key(key, d);
+	if (ret < 0)
+		return ret;
+	s = stmt(m, ST_META_GET, d);
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, key);
+	ret = step_row(m, s, "reading a cluster value", d);
+	if (ret == 0) {
+		diag_set(d, "membership: no value '%s' in the store", key);
+		return -ENOENT;
+	}
+	if (ret < 0)
+		return ret;
+	n = (size_t)sqlite3_column_bytes(s, 0);
+	*len = n;
+	if (n > cap) {
+		sqlite3_reset(s);
+		diag_set(d, "membership: value '%s' is %zu bytes, more than the %zu room given",
+			 key, n, cap);
+		return -E2BIG;
+	}
+	if (n)
+		memcpy(buf, sqlite3_column_blob(s, 0), n);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int membership_meta_set(struct membership *m, const char *key, const uint8_t *val, size_t len,
+			struct diag *d)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	ret = check_meta_key(key, d);
+	if (ret < 0)
+		return ret;
+	if (len > META_VALUE_MAX || (len && !val)) {
+		diag_set(d, "membership: value '%s' must be at most %d bytes", key, META_VALUE_MAX);
+		return -EINVAL;
+	}
+	ret = tx_begin(m, d);
+	if (ret < 0)
+		return ret;
+	s = stmt(m, ST_META_SET, d);
+	if (!s)
+		return tx_end(m, -EIO, d);
+	bind_text(s, 1, key);
+	/* A NULL pointer would bind SQL NULL; an empty value is a zero-length blob. */
+	if (len)
+		bind_blob(s, 2, val, len);
+	else
+		sqlite3_bind_zeroblob(s, 2, 0);
+	ret = step_done(m, s, "recording a cluster value", d);
+	return tx_end(m, ret, d);
 }

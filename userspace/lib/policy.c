@@ -680,6 +680,30 @@ void policy_free(struct policy *p)
 	p->n_reference = 0;
 }
 
+bool policy_match_pcrs(const struct policy *p, uint32_t mask, const uint8_t pcrs[24][32], char *why,
+		       size_t why_len)
+{
+	for (unsigned int i = 0; i < POLICY_PCR_COUNT; i++) {
+		const struct policy_pcr *want = &p->pcrs[i];
+		const char *what;
+
+		if (!want->set || want->warn_only)
+			continue;
+		if (!(mask & (1u << i)))
+			what = "was not attested";
+		else if (memcmp(want->expected, pcrs[i], sizeof(want->expected)) != 0)
+			what = "differs from the policy";
+		else
+			continue;
+		if (why && why_len)
+			snprintf(why, why_len, "PCR %u %s", i, what);
+		return false;
+	}
+	if (why && why_len)
+		why[0] = '\0';
+	return true;
+}
+
 static bool is_ed25519(EVP_PKEY *key)
 {
 	return key && EVP_PKEY_is_a(key, "ED25519");

@@ -582,6 +582,11 @@ int verify_evidence(const struct evidence *ev, const struct verify_params *p, st
 	for (int c = 0; c < CHECK_COUNT; c++)
 		if (v->checks[c].status == CHECK_NOT_RUN)
 			set(v, c, CHECK_FAIL, "not run: %s failed", check_names[CHECK_FORMAT]);
+	/* Only values the signed quote vouches for are kept. */
+	if (v->ok) {
+		v->pcr_mask = ev->pcr_mask;
+		memcpy(v->pcr_values, ev->pcrs, sizeof(v->pcr_values));
+	}
 	update_record(p, ps, v);
 	if (ps->have_log)
 		eventlog_free(&ps->log);

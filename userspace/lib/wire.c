@@ -30,7 +30,29 @@ static const struct field_rule rules[WT_MAX] = {
 	[WT_NODE_NAME] = { "node name", 1, 64, 1, true },
 	[WT_KEY_MATERIAL] = { "key material", 1, 4096, 1, false },
 	[WT_PEER_SET] = { "peer set", 1, 256u << 10, 1, false },
+	[WT_CLUSTER_ID] = { "cluster identity", 32, 32, 1, false },
+	[WT_FLAGS] = { "flags", 4, 4, 1, false },
+	[WT_GENERATION] = { "generation", 8, 8, 1, false },
+	[WT_OP] = { "operation", 2, 2, 1, false },
+	[WT_NODE_ID] = { "node id", 8, 8, 1, false },
+	[WT_POLICY] = { "policy", 1, 256u << 10, 1, false },
+	[WT_SIGNATURE] = { "signature", 64, 64, 1, false },
+	[WT_MEMBERS] = { "member list", 1, 256u << 10, 1, false },
+	[WT_CA_CERT] = { "CA certificate", 1, 2048, 1, false },
+	[WT_NODE_CERT] = { "node certificate", 1, 2048, 1, false },
 };
+
+/* Fixed-size integers: always written where allowed, so always required there. */
+static bool is_scalar(unsigned int t)
+{
+	return t == WT_PROTO_VERSION || t == WT_ROLE || t == WT_CODE || t == WT_FLAGS ||
+	       t == WT_GENERATION || t == WT_OP || t == WT_NODE_ID;
+}
+
+static bool role_known(uint8_t r)
+{
+	return r == 'N' || r == 'J' || r == 'O';
+}
 
 #define BIT(t) (1u << (t))
 
@@ -43,14 +65,29 @@ static const struct schema schemas[WIRE_TYPE_MAX] = {
 	[WIRE_HELLO] = { "HELLO", BIT(WT_PROTO_VERSION) | BIT(WT_ROLE),
 			 BIT(WT_PROTO_VERSION) | BIT(WT_ROLE) },
 	[WIRE_CHALLENGE] = { "CHALLENGE", BIT(WT_CHALLENGE), BIT(WT_CHALLENGE) },
-	[WIRE_EVIDENCE] = { "EVIDENCE", BIT(WT_EVIDENCE) | BIT(WT_WG_PUBKEY) | BIT(WT_DISK_UUID),
+	[WIRE_EVIDENCE] = { "EVIDENCE",
+			    BIT(WT_EVIDENCE) | BIT(WT_WG_PUBKEY) | BIT(WT_DISK_UUID) |
+				BIT(WT_CLUSTER_ID),
 			    BIT(WT_EVIDENCE) },
 	[WIRE_VERDICT] = { "VERDICT", BIT(WT_CODE) | BIT(WT_TEXT), BIT(WT_CODE) },
 	[WIRE_ERROR] = { "ERROR", BIT(WT_CODE) | BIT(WT_TEXT), BIT(WT_CODE) },
-	[WIRE_JOIN_REQUEST] = { "JOIN_REQUEST", BIT(WT_ENDPOINT) | BIT(WT_NODE_NAME),
-				BIT(WT_ENDPOINT) },
-	[WIRE_JOIN_RESPONSE] = { "JOIN_RESPONSE", BIT(WT_KEY_MATERIAL) | BIT(WT_PEER_SET),
-				 BIT(WT_KEY_MATERIAL) },
+	[WIRE_JOIN_REQUEST] = { "JOIN_REQUEST", BIT(WT_ENDPOINT) | BIT(WT_NODE_NAME) | BIT(WT_FLAGS),
+				BIT(WT_ENDPOINT) | BIT(WT_FLAGS) },
+	[WIRE_JOIN_RESPONSE] = { "JOIN_RESPONSE",
+				 BIT(WT_KEY_MATERIAL) | BIT(WT_PEER_SET) | BIT(WT_CA_CERT) |
+				     BIT(WT_NODE_CERT),
+				 BIT(WT_KEY_MATERIAL) | BIT(WT_PEER_SET) | BIT(WT_CA_CERT) |
+				     BIT(WT_NODE_CERT) },
+	[WIRE_PEER_UPDATE] = { "PEER_UPDATE", BIT(WT_GENERATION) | BIT(WT_PEER_SET),
+			       BIT(WT_GENERATION) },
+	[WIRE_ADMIN_REQUEST] = { "ADMIN_REQUEST",
+				 BIT(WT_OP) | BIT(WT_NODE_ID) | BIT(WT_KEY_MATERIAL) |
+				     BIT(WT_POLICY) | BIT(WT_SIGNATURE),
+				 BIT(WT_OP) | BIT(WT_NODE_ID) },
+	[WIRE_ADMIN_RESPONSE] = { "ADMIN_RESPONSE",
+				  BIT(WT_CODE) | BIT(WT_GENERATION) | BIT(WT_TEXT) |
+				      BIT(WT_MEMBERS) | BIT(WT_SIGNATURE) | BIT(WT_CA_CERT),
+				  BIT(WT_CODE) | BIT(WT_GENERATION) },
 };
 
 static const char *const code_names[WIRE_CODE_MAX] = {
@@ -59,6 +96,7 @@ static const char *const code_names[WIRE_CODE_MAX] = {
 	[WIRE_BAD_MESSAGE] = "bad message",
 	[WIRE_UNSUPPORTED] = "unsupported",
 	[WIRE_INTERNAL] = "internal error",
+	[WIRE_NOT_READY] = "not initialised",
 };
 
 static bool type_known(uint16_t type)
@@ -145,6 +183,15 @@ static uint16_t be16(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
+static uint64_t be_n(struct blob b)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < b.len; i++)
+		v = v << 8 | b.p[i];
+	return v;
+}
+
 /* Check one field's value and store it; the length is already within its rule. */
 static int store_field(struct wire_msg *m, uint16_t tag, struct blob b, struct diag *d)
 {
@@ -162,7 +209,7 @@ static int store_field(struct wire_msg *m, uint16_t tag, struct blob b, struct d
 		break;
 	case WT_ROLE:
 		m->role = b.p[0];
-		if (m->role != 'N' && m->role != 'J') {
+		if (!role_known(m->role)) {
 			diag_set(d, "unknown role 0x%02x", m->role);
 			return -EBADMSG;
 		}
@@ -174,6 +221,28 @@ static int store_field(struct wire_msg *m, uint16_t tag, struct blob b, struct d
 			return -EBADMSG;
 		}
 		break;
+	case WT_OP:
+		m->op = be16(b.p);
+		if (m->op == 0 || m->op >= ADMIN_OP_MAX) {
+			diag_set(d, "unknown operation %u", m->op);
+			return -EBADMSG;
+		}
+		break;
+	case WT_NODE_ID:
+		m->node_id = be_n(b);
+		if (m->node_id > INT64_MAX) {
+			diag_set(d, "node id out of range");
+			return -EBADMSG;
+		}
+		break;
+	case WT_FLAGS:
+		m->flags = (uint32_t)be_n(b);
+		if (m->flags & ~JOIN_SUBSCRIBE) {
+			diag_set(d, "unknown flags 0x%x", m->flags);
+			return -EBADMSG;
+		}
+		break;
+	case WT_GENERATION: m->generation = be_n(b); break;
 	case WT_CHALLENGE: m->challenge = b; break;
 	case WT_EVIDENCE: m->evidence = b; break;
 	case WT_WG_PUBKEY: m->wg_pubkey = b; break;
@@ -183,6 +252,12 @@ static int store_field(struct wire_msg *m, uint16_t tag, struct blob b, struct d
 	case WT_NODE_NAME: m->node_name = b; break;
 	case WT_KEY_MATERIAL: m->key_material = b; break;
 	case WT_PEER_SET: m->peer_set = b; break;
+	case WT_CLUSTER_ID: m->cluster_id = b; break;
+	case WT_POLICY: m->policy = b; break;
+	case WT_SIGNATURE: m->signature = b; break;
+	case WT_MEMBERS: m->members = b; break;
+	case WT_CA_CERT: m->ca_cert = b; break;
+	case WT_NODE_CERT: m->node_cert = b; break;
 	}
 	return 0;
 }
@@ -305,6 +380,27 @@ static void blob_fields(const struct wire_msg *m, struct blob out[WT_MAX])
 	out[WT_NODE_NAME] = m->node_name;
 	out[WT_KEY_MATERIAL] = m->key_material;
 	out[WT_PEER_SET] = m->peer_set;
+	out[WT_CLUSTER_ID] = m->cluster_id;
+	out[WT_POLICY] = m->policy;
+	out[WT_SIGNATURE] = m->signature;
+	out[WT_MEMBERS] = m->members;
+	out[WT_CA_CERT] = m->ca_cert;
+	out[WT_NODE_CERT] = m->node_cert;
+}
+
+/* The value of a scalar field of m. */
+static uint64_t scalar_of(const struct wire_msg *m, unsigned int t)
+{
+	switch (t) {
+	case WT_PROTO_VERSION: return m->proto_version;
+	case WT_ROLE: return m->role;
+	case WT_CODE: return m->code;
+	case WT_FLAGS: return m->flags;
+	case WT_GENERATION: return m->generation;
+	case WT_OP: return m->op;
+	case WT_NODE_ID: return m->node_id;
+	default: return 0;
+	}
 }
 
 static int check_msg(const struct wire_msg *m, const struct blob fields[WT_MAX], struct diag *d)
@@ -328,15 +424,19 @@ static int check_msg(const struct wire_msg *m, const struct blob fields[WT_MAX],
 		if (ret < 0)
 			return ret;
 	}
-	if (((s->required & BIT(WT_ROLE)) && m->role != 'N' && m->role != 'J') ||
+	if (((s->required & BIT(WT_ROLE)) && !role_known(m->role)) ||
 	    ((s->required & BIT(WT_PROTO_VERSION)) && m->proto_version == 0) ||
-	    ((s->required & BIT(WT_CODE)) && m->code >= WIRE_CODE_MAX)) {
-		diag_set(d, "%s with an invalid role, version or code", s->name);
+	    ((s->required & BIT(WT_CODE)) && m->code >= WIRE_CODE_MAX) ||
+	    ((s->required & BIT(WT_OP)) && (m->op == 0 || m->op >= ADMIN_OP_MAX)) ||
+	    ((s->required & BIT(WT_NODE_ID)) && m->node_id > INT64_MAX) ||
+	    ((s->required & BIT(WT_FLAGS)) && (m->flags & ~JOIN_SUBSCRIBE))) {
+		diag_set(d, "%s with an invalid role, version, code, operation, node id or flags",
+			 s->name);
 		return -EINVAL;
 	}
 	for (unsigned int t = 1; t < WT_MAX; t++) {
-		bool scalar = t == WT_PROTO_VERSION || t == WT_ROLE || t == WT_CODE;
-		bool present = scalar || (t == WT_ENDPOINT ? m->n_endpoints > 0 : !!fields[t].p);
+		bool present =
+		    is_scalar(t) || (t == WT_ENDPOINT ? m->n_endpoints > 0 : !!fields[t].p);
 
 		if ((s->required & BIT(t)) && !present) {
 			diag_set(d, "%s lacks its %s", s->name, rules[t].name);
@@ -355,7 +455,7 @@ static size_t frame_size(const struct wire_msg *m, const struct blob fields[WT_M
 	for (unsigned int t = 1; t < WT_MAX; t++) {
 		if (!(s->allowed & BIT(t)))
 			continue;
-		if (t == WT_PROTO_VERSION || t == WT_CODE || t == WT_ROLE)
+		if (is_scalar(t))
 			n += WIRE_FIELD_HDR + rules[t].max;
 		else if (t == WT_ENDPOINT)
 			for (size_t i = 0; i < m->n_endpoints; i++)
@@ -372,7 +472,7 @@ int wire_encode(const struct wire_msg *m, uint8_t **out, size_t *len, struct dia
 	struct blob fields[WT_MAX];
 	const struct schema *s;
 	uint32_t body;
-	uint8_t v[2];
+	uint8_t v[8];
 	int ret;
 
 	if (!type_known(m->type)) {
@@ -400,14 +500,12 @@ int wire_encode(const struct wire_msg *m, uint8_t **out, size_t *len, struct dia
 	for (unsigned int t = 1; t < WT_MAX; t++) {
 		if (!(s->allowed & BIT(t)))
 			continue;
-		if (t == WT_PROTO_VERSION || t == WT_CODE) {
-			uint16_t x = t == WT_CODE ? m->code : m->proto_version;
+		if (is_scalar(t)) {
+			uint64_t x = scalar_of(m, t);
 
-			v[0] = (uint8_t)(x >> 8);
-			v[1] = (uint8_t)x;
-			put_field(&w, (uint16_t)t, v, 2);
-		} else if (t == WT_ROLE) {
-			put_field(&w, (uint16_t)t, &m->role, 1);
+			for (uint32_t i = 0; i < rules[t].max; i++)
+				v[i] = (uint8_t)(x >> 8 * (rules[t].max - 1 - i));
+			put_field(&w, (uint16_t)t, v, rules[t].max);
 		} else if (t == WT_ENDPOINT) {
 			for (size_t i = 0; i < m->n_endpoints; i++)
 				put_field(&w, (uint16_t)t, m->endpoints[i].p, m->endpoints[i].len);
