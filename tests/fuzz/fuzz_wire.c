@@ -7,15 +7,17 @@
 
 #include "conclave/wire.h"
 
+/* Equal bytes, and present in both or in neither (an empty text is still a field). */
 static int blob_eq(struct blob a, struct blob b)
 {
-	return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
+	return !a.p == !b.p && a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
 }
 
 static int same(const struct wire_msg *a, const struct wire_msg *b)
 {
 	if (a->type != b->type || a->proto_version != b->proto_version || a->role != b->role ||
-	    a->code != b->code || a->n_endpoints != b->n_endpoints)
+	    a->code != b->code || a->flags != b->flags || a->generation != b->generation ||
+	    a->op != b->op || a->node_id != b->node_id || a->n_endpoints != b->n_endpoints)
 		return 0;
 	for (size_t i = 0; i < a->n_endpoints; i++)
 		if (!blob_eq(a->endpoints[i], b->endpoints[i]))
@@ -23,7 +25,10 @@ static int same(const struct wire_msg *a, const struct wire_msg *b)
 	return blob_eq(a->challenge, b->challenge) && blob_eq(a->evidence, b->evidence) &&
 	       blob_eq(a->wg_pubkey, b->wg_pubkey) && blob_eq(a->disk_uuid, b->disk_uuid) &&
 	       blob_eq(a->text, b->text) && blob_eq(a->node_name, b->node_name) &&
-	       blob_eq(a->key_material, b->key_material) && blob_eq(a->peer_set, b->peer_set);
+	       blob_eq(a->key_material, b->key_material) && blob_eq(a->peer_set, b->peer_set) &&
+	       blob_eq(a->cluster_id, b->cluster_id) && blob_eq(a->policy, b->policy) &&
+	       blob_eq(a->signature, b->signature) && blob_eq(a->members, b->members) &&
+	       blob_eq(a->ca_cert, b->ca_cert) && blob_eq(a->node_cert, b->node_cert);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

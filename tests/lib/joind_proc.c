@@ -46,7 +46,12 @@ static void exec_joind(const struct joind_args *a)
 	ARG("--policy-key", a->policy_key);
 	ARG("--ca", a->ca);
 	ARG("--db", a->db);
-	ARG("--recovery", a->recovery);
+	if (a->recovery)
+		ARG("--recovery", a->recovery);
+	if (a->operator_key)
+		ARG("--operator-key", a->operator_key);
+	if (a->enforce)
+		argv[n++] = "--enforce";
 	ARG("--overlay-v4", a->overlay_v4);
 	ARG("--overlay-v6", a->overlay_v6);
 	ARG("--pod-pool", a->pod_pool);

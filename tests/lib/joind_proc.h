@@ -10,7 +10,10 @@
 struct joind_args {
 	const char *port_file, *log_file; /* where joind writes its port; its stdout+stderr */
 	const char *tcti, *ak_state, *event_log, *ek_chain;
-	const char *node_policy, *policy_key, *ca, *db, *recovery;
+	const char *node_policy, *policy_key, *ca, *db;
+	const char *recovery;	  /* NULL: joind waits for init or recover */
+	const char *operator_key; /* NULL: no operator requests that change the cluster */
+	bool enforce;
 	const char *overlay_v4, *overlay_v6, *pod_pool;
 	int workers;
 	int timeout_ms; /* 0: joind's default */

@@ -215,8 +215,8 @@ static int session(struct atls_session *s, const struct admin_config *c,
 	return ret;
 }
 
-int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
-	       struct diag *d)
+static int call_once(const struct admin_config *c, const struct admin_request *r,
+		     struct admin_result *out, struct diag *d)
 {
 	struct atls_opts o = { ATLS_ROLE_OPERATOR, ATLS_ROLE_JOIND, c->timeout_ms };
 	struct atls_session *s = NULL;
@@ -236,6 +236,32 @@ int admin_call(const struct admin_config *c, const struct admin_request *r, stru
 	atls_ctx_free(ctx);
 	if (fd >= 0)
 		close(fd);
+	return ret;
+}
+
+int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
+	       struct diag *d)
+{
+	const struct admin_request status = { .op = ADMIN_STATUS };
+	struct admin_result after;
+	int ret = call_once(c, r, out, d);
+
+	if (ret < 0 || out->code != WIRE_OK || (r->op != ADMIN_INIT && r->op != ADMIN_RECOVER))
+		return ret;
+	/* The session that carried the master secret was attested before the join service had a
+	 * cluster identity: a new one binds it, and shows the CA and members. */
+	ret = call_once(c, &status, &after, d);
+	if (ret == 0 && after.code == WIRE_OK) {
+		admin_result_clear(out);
+		*out = after;
+		return 0;
+	}
+	if (ret == 0) {
+		diag_set(d, "the join service took the secret but then answered %s: %s",
+			 wire_code_name(after.code), after.text);
+		ret = -EPROTO;
+	}
+	admin_result_clear(&after);
 	return ret;
 }
 

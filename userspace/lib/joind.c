@@ -275,7 +275,7 @@ static bool serve(struct joind *j, int fd)
 		ret = atls_prove(s, &j->self, ready ? id : NULL, NULL, &d);
 	}
 	if (ret == 0 && atls_peer_role(s) == ATLS_ROLE_OPERATOR) {
-		joind_admin(j, s);
+		joind_admin(j, s, ready);
 	} else if (ret == 0) {
 		ret = serve_node(j, s, fd, &stage, &d);
 		if (ret == 1)

@@ -72,9 +72,11 @@ static int signed_members(struct joind *j, struct atls_session *s, struct cluste
 	return ret;
 }
 
-/* The answer to every request: its outcome, and the cluster as it now stands. */
-static int respond(struct joind *j, struct atls_session *s, uint16_t code, const char *text,
-		   struct diag *d)
+/* The answer to every request: its outcome, and the cluster as it now stands, if this session's
+ * quote bound the cluster identity (after init or recover it did not: the operator asks again
+ * on a new session). */
+static int respond(struct joind *j, struct atls_session *s, bool bound, uint16_t code,
+		   const char *text, struct diag *d)
 {
 	struct wire_msg m = { .type = WIRE_ADMIN_RESPONSE, .code = code };
 	uint8_t id[CLUSTER_ID_LEN], sig[CLUSTER_SIG_LEN], *doc = NULL;
@@ -85,8 +87,8 @@ static int respond(struct joind *j, struct atls_session *s, uint16_t code, const
 
 	if (text)
 		m.text = (struct blob){ (const uint8_t *)text, strnlen(text, WIRE_TEXT_MAX) };
-	if (!ca) {
-		if (code == WIRE_OK)
+	if (!ca || !bound) {
+		if (!ca && code == WIRE_OK)
 			m.code = WIRE_NOT_READY;
 		return atls_send(s, &m, d);
 	}
@@ -176,7 +178,7 @@ static const char *const op_names[ADMIN_OP_MAX] = {
 	[ADMIN_REVOKE] = "revoke", [ADMIN_POLICY] = "policy",
 };
 
-void joind_admin(struct joind *j, struct atls_session *s)
+void joind_admin(struct joind *j, struct atls_session *s, bool bound)
 {
 	struct wire_msg r;
 	struct diag d = { { 0 } };
@@ -226,6 +228,6 @@ void joind_admin(struct joind *j, struct atls_session *s)
 		log_info("joind: operator %s done", op_names[r.op]);
 	}
 	wire_msg_free(&r);
-	if (respond(j, s, code_of(ret), text[0] ? text : NULL, &d) < 0)
+	if (respond(j, s, bound, code_of(ret), text[0] ? text : NULL, &d) < 0)
 		log_warn("joind: answering the operator: %s", d.msg);
 }

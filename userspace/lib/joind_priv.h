@@ -81,7 +81,8 @@ int joind_install_kms(struct joind *j, struct kms *k, enum install_mode mode, st
 int joind_set_policy(struct joind *j, const uint8_t *doc, size_t len, bool persist,
 		     unsigned int *mismatched, unsigned int *revoked, struct diag *d);
 
-/* Serve one operator session (joind already proved itself on it). */
-void joind_admin(struct joind *j, struct atls_session *s);
+/* Serve one operator session (joind already proved itself on it; bound: with the cluster
+ * identity in its quote, so the CA and member list may be shown on it). */
+void joind_admin(struct joind *j, struct atls_session *s, bool bound);
 
 #endif

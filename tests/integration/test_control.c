@@ -1,0 +1,661 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The control plane as an operator and its agents see it: the real conclave-joind (its own
+ * swtpm) starts without a master secret; the operator inits it over attested TLS; nodes (each
+ * with its own swtpm) join and hold their sessions; peer sets converge and a revocation reaches
+ * everyone; the member list verifies against the attested control plane; a new policy with
+ * --enforce revokes who no longer matches; a control plane on a swapped TPM fails verify; and
+ * a restarted one waits for `recover`. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "attest_fixture.h"
+#include "joind_proc.h"
+#include "conclave/admin.h"
+#include "conclave/atls.h"
+#include "conclave/joinclient.h"
+#include "conclave/kms.h"
+#include "conclave/net.h"
+#include "conclave/tpm.h"
+#include "conclave/util.h"
+
+#define N_NODES	  4 /* A, B, C boot the golden image; D booted another kernel */
+#define NODE_NEW  3
+#define JOIND_MS  3000
+#define PUSH_MS	  1000 /* what the issue promises for a change to reach every agent */
+
+struct node {
+	struct fixture fx;
+	uint8_t wg[32], uuid[16];
+	char endpoint[32];
+	struct join_info info;
+	struct joinclient_session *sess;
+	int last; /* last joinclient_next result that ended the session, 0 while open */
+	int64_t id; /* from its first join */
+};
+
+static struct fixture cp, swapped; /* the control plane's TPM, and another one */
+static struct node nodes[N_NODES];
+static char dir[] = "/tmp/conclave-control-XXXXXX";
+static char db_path[PATH_MAX], policy_path[PATH_MAX], pub_path[PATH_MAX], ca_path[PATH_MAX],
+    port_path[PATH_MAX], log_path[PATH_MAX], op_pub[PATH_MAX];
+static EVP_PKEY *operator_key, *intruder_key, *policy_key;
+static X509_STORE *cp_roots; /* both control-plane TPMs' roots: only the EK pin tells them apart */
+static struct kms *master;   /* what the operator sent at init, and sends again to recover */
+static uint8_t cluster_id[32], cp_ek[32];
+static pid_t joind_pid = -1;
+static uint16_t joind_port;
+
+static void print_joind_log(void)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (read_file(log_path, 1u << 20, &buf, &len) == 0) {
+		char *tail = (char *)buf + (len > 3000 ? len - 3000 : 0), *save = NULL;
+
+		print_message("# --- conclave-joind log (tail):\n");
+		for (char *l = strtok_r(tail, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			print_message("#   %s\n", l);
+	}
+	free(buf);
+}
+
+static void __attribute__((noreturn)) failed(void)
+{
+	print_joind_log();
+	fail();
+	abort();
+}
+
+#define check(cond, ...)                                                             \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			print_message("# %s:%d: %s\n# ", __FILE__, __LINE__, #cond); \
+			print_message(__VA_ARGS__);                                  \
+			print_message("\n");                                         \
+			failed();                                                    \
+		}                                                                    \
+	} while (0)
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- the join service -------------------------------------------------------------------- */
+
+static void joind_start(struct fixture *tpm)
+{
+	const struct joind_args a = {
+		.port_file = port_path,
+		.log_file = log_path,
+		.tcti = tpm->tpm.tcti,
+		.ak_state = tpm->ak_state,
+		.event_log = tpm->log_path,
+		.ek_chain = tpm->tpm.issuer,
+		.node_policy = policy_path,
+		.policy_key = pub_path,
+		.ca = ca_path,
+		.db = db_path,
+		.operator_key = op_pub,
+		.enforce = true,
+		.overlay_v4 = "10.100.0.0/16",
+		.overlay_v6 = "fd00:100::/64",
+		.pod_pool = "10.244.0.0/16",
+		.workers = 4,
+		.timeout_ms = JOIND_MS,
+		.verbose = true,
+	};
+	const char *why = NULL;
+
+	joind_pid = joind_proc_start(&a, 20000, &joind_port, &why);
+	check(joind_pid > 0, "%s (log: %s)", why, log_path);
+}
+
+static void joind_stop(void)
+{
+	int status = 0;
+
+	kill(joind_pid, SIGTERM);
+	check(waitpid(joind_pid, &status, 0) == joind_pid, "waitpid");
+	joind_pid = -1;
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "joind status 0x%x", status);
+}
+
+/* ---- the operator ------------------------------------------------------------------------ */
+
+static int call(uint16_t op, int64_t node_id, EVP_PKEY *signer, bool pin, const uint8_t *policy,
+		size_t policy_len, struct admin_result *out, struct diag *d)
+{
+	struct admin_config c = {
+		.host = "127.0.0.1",
+		.port = joind_port,
+		.timeout_ms = JOIND_MS,
+		.cp_policy = &cp.policy,
+		.cp_ca = cp_roots,
+		.operator_key = signer,
+		.expect_ek = pin ? cp_ek : NULL,
+		.expect_cluster = pin ? cluster_id : NULL,
+	};
+	struct admin_request r = { .op = op,
+				   .node_id = node_id,
+				   .key_material = op == ADMIN_INIT || op == ADMIN_RECOVER
+							   ? master->keys
+							   : NULL,
+				   .policy = policy,
+				   .policy_len = policy_len };
+
+	memset(d, 0, sizeof(*d));
+	return admin_call(&c, &r, out, d);
+}
+
+static const struct member_entry *member(const struct admin_result *r, int64_t id)
+{
+	for (size_t i = 0; i < r->members.n; i++)
+		if (r->members.members[i].peer.node_id == id)
+			return &r->members.members[i];
+	return NULL;
+}
+
+/* ---- nodes ------------------------------------------------------------------------------- */
+
+static int node_subscribe(struct node *n, struct diag *d)
+{
+	struct joinclient_config c = {
+		.host = "127.0.0.1",
+		.port = joind_port,
+		.connect_timeout_ms = 2000,
+		.timeout_ms = 5000,
+		.cp_policy = &cp.policy,
+		.cp_ca = cp_roots,
+		.attest = { .tcti = n->fx.tpm.tcti,
+			    .ak_state = n->fx.ak_state,
+			    .pcr_mask = LOG_COVERED_PCRS,
+			    /* D's extra kernel measurement has no log event: it sends no log,
+			       and the policy alone judges its PCRs. */
+			    .event_log = n == &nodes[NODE_NEW] ? NULL : n->fx.log_path,
+			    .ek_chain = n->fx.tpm.issuer },
+		.wg_pubkey = n->wg,
+		.disk_uuid = n->uuid,
+		.endpoints = { n->endpoint },
+		.n_endpoints = 1,
+	};
+
+	memset(d, 0, sizeof(*d));
+	joinclient_close(n->sess);
+	n->sess = NULL;
+	join_info_clear(&n->info);
+	n->last = 0;
+	return joinclient_subscribe(&c, &n->info, &n->sess, d);
+}
+
+static void subscribe_ok(struct node *n)
+{
+	struct diag d;
+	int ret = node_subscribe(n, &d);
+
+	check(ret == 0, "%s: join failed (%d): %s", n->endpoint, ret, d.msg);
+	check(!memcmp(n->info.cluster_id, cluster_id, 32), "%s joined another cluster",
+	      n->endpoint);
+	check(!n->id || n->id == n->info.view.self.node_id, "%s came back as node %lld, was %lld",
+	      n->endpoint, (long long)n->info.view.self.node_id, (long long)n->id);
+	n->id = n->info.view.self.node_id;
+}
+
+static int64_t id_of(const struct node *n)
+{
+	return n->id;
+}
+
+static bool sees(const struct node *n, int64_t id)
+{
+	for (size_t i = 0; i < n->info.view.n_peers; i++)
+		if (n->info.view.peers[i].node_id == id)
+			return true;
+	return false;
+}
+
+/* Read every open session's updates for up to ms, until done() holds. */
+static bool pump_until(bool (*done)(void), int ms)
+{
+	int64_t deadline = now_ms() + ms;
+
+	do {
+		for (int i = 0; i < N_NODES; i++) {
+			struct node *n = &nodes[i];
+			struct diag d;
+			int ret;
+
+			if (!n->sess || n->last)
+				continue;
+			ret = joinclient_next(n->sess, &n->info.view, 10, &d);
+			if (ret < 0) {
+				n->last = ret;
+				print_message("# %s: session ended (%d): %s\n", n->endpoint, ret,
+					      d.msg);
+			}
+		}
+		if (done())
+			return true;
+	} while (now_ms() < deadline);
+	return done();
+}
+
+/* ---- scenarios --------------------------------------------------------------------------- */
+
+static void nodes_wait_until_the_operator_inits(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+	int ret = node_subscribe(&nodes[0], &d);
+
+	check(ret == -EAGAIN, "join before init returned %d: %s", ret, d.msg);
+	check(strstr(d.msg, "init"), "the refusal does not tell what to do: %s", d.msg);
+	ret = call(ADMIN_STATUS, 0, NULL, false, NULL, 0, &r, &d);
+	check(ret == 0, "status: %s", d.msg);
+	check(r.code == WIRE_NOT_READY && !r.has_cluster_id && !r.has_members,
+	      "an uninitialised control plane answered code %u", r.code);
+	admin_result_clear(&r);
+}
+
+static void init_signed_by_another_key_is_refused(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+
+	check(call(ADMIN_INIT, 0, intruder_key, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "operator"),
+	      "init by another key: code %u, %s", r.code, r.text);
+	admin_result_clear(&r);
+	check(call(ADMIN_STATUS, 0, NULL, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_NOT_READY, "the refused init changed the service: code %u", r.code);
+	admin_result_clear(&r);
+}
+
+static void init_installs_the_master_and_binds_the_cluster_identity(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+
+	check(call(ADMIN_INIT, 0, operator_key, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_OK, "init: code %u: %s", r.code, r.text);
+	check(r.has_cluster_id && r.ca_cert && r.has_members && r.members.n == 0,
+	      "init answer lacks the identity, CA or (empty) member list");
+	memcpy(cluster_id, r.cluster_id, 32);
+	memcpy(cp_ek, r.ek_id, 32);
+	admin_result_clear(&r);
+	/* A second init would hand the cluster to whoever sent it. */
+	check(call(ADMIN_INIT, 0, operator_key, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "already"), "second init: code %u, %s",
+	      r.code, r.text);
+	check(!memcmp(r.cluster_id, cluster_id, 32), "the cluster identity changed");
+	admin_result_clear(&r);
+}
+
+static bool abc_converged(void)
+{
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++)
+			if (i != k && !sees(&nodes[i], id_of(&nodes[k])))
+				return false;
+	return true;
+}
+
+static void three_agents_join_and_their_peer_sets_converge(void **state)
+{
+	for (int i = 0; i < 3; i++)
+		subscribe_ok(&nodes[i]);
+	/* A joined first and saw nobody; the hub tells it about B and C. */
+	check(nodes[0].info.view.n_peers == 0, "first node saw %zu peers",
+	      nodes[0].info.view.n_peers);
+	check(pump_until(abc_converged, PUSH_MS), "peer sets did not converge within %d ms",
+	      PUSH_MS);
+	for (int i = 0; i < 3; i++) {
+		check(nodes[i].info.view.n_peers == 2, "%s sees %zu peers", nodes[i].endpoint,
+		      nodes[i].info.view.n_peers);
+		check(nodes[i].info.node_cert && nodes[i].info.ca_cert, "no certificates");
+	}
+}
+
+static bool b_gone(void)
+{
+	return !sees(&nodes[0], id_of(&nodes[1])) && !sees(&nodes[2], id_of(&nodes[1])) &&
+	       nodes[1].last == -EACCES;
+}
+
+static void revoked_node_leaves_every_peer_set_within_a_second(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+	int64_t t0 = now_ms(), took;
+
+	check(call(ADMIN_REVOKE, id_of(&nodes[1]), operator_key, true, NULL, 0, &r, &d) == 0,
+	      "%s", d.msg);
+	check(r.code == WIRE_OK, "revoke: code %u: %s", r.code, r.text);
+	admin_result_clear(&r);
+	check(pump_until(b_gone, PUSH_MS), "after %d ms: A sees B %d, C sees B %d, B's session %d",
+	      PUSH_MS, sees(&nodes[0], id_of(&nodes[1])), sees(&nodes[2], id_of(&nodes[1])),
+	      nodes[1].last);
+	took = now_ms() - t0;
+	print_message("# revocation reached both peers and the node in %lld ms (operator "
+		      "session included)\n",
+		      (long long)took);
+	/* The revoked node cannot come back. */
+	check(node_subscribe(&nodes[1], &d) == -EACCES, "revoked node rejoined: %s", d.msg);
+	check(nodes[1].info.disk_key == NULL, "the revoked node got a disk key");
+}
+
+static void verify_checks_the_member_list_against_the_attested_control_plane(void **state)
+{
+	struct admin_result r;
+	const struct member_entry *a, *b;
+	struct diag d;
+
+	check(call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_OK && r.has_members, "status: code %u, members %d", r.code,
+	      r.has_members);
+	check(r.verdict.ok, "the control plane's verdict is not ok");
+	a = member(&r, id_of(&nodes[0]));
+	b = member(&r, id_of(&nodes[1]));
+	check(r.members.n == 3 && a && b, "member list has %zu entries", r.members.n);
+	check(a->active && a->policy_ok && !b->active, "A active %d policy %d, B active %d",
+	      a->active, a->policy_ok, b->active);
+	check(a->attested_at >= a->joined_at && a->joined_at > 0, "times %llu / %llu",
+	      (unsigned long long)a->joined_at, (unsigned long long)a->attested_at);
+	admin_result_clear(&r);
+}
+
+/* A signature made for one session proves nothing in another: here, one over a digest with
+ * another exporter than this session's. */
+static void operator_signature_for_another_session_is_refused(void **state)
+{
+	struct atls_opts o = { ATLS_ROLE_OPERATOR, ATLS_ROLE_JOIND, JOIND_MS };
+	struct atls_verifier v = { &cp.policy, cp_roots, NULL, NULL };
+	struct atls_session *s = NULL;
+	struct atls_ctx *ctx = NULL;
+	struct atls_peer peer;
+	struct wire_msg m = { .type = WIRE_ADMIN_REQUEST, .op = ADMIN_REVOKE };
+	uint8_t other[32] = { 0 }, digest[32], sig[64];
+	EVP_MD_CTX *mc = EVP_MD_CTX_new();
+	size_t sig_len = sizeof(sig);
+	struct admin_result r;
+	struct diag d = { { 0 } };
+	int fd = -1;
+
+	m.node_id = (uint64_t)id_of(&nodes[0]);
+	check(net_connect("127.0.0.1", joind_port, 2000, &fd, &d) == 0, "%s", d.msg);
+	check(atls_ctx_new(false, &ctx, &d) == 0 && atls_client_connect(ctx, fd, &o, &s, &d) == 0,
+	      "%s", d.msg);
+	check(atls_verify_peer(s, &v, &peer, &d) == 0, "%s", d.msg);
+	admin_request_digest(other, ADMIN_REVOKE, m.node_id, NULL, 0, NULL, 0, digest);
+	check(mc && EVP_DigestSignInit(mc, NULL, NULL, NULL, operator_key) == 1 &&
+		  EVP_DigestSign(mc, sig, &sig_len, digest, 32) == 1,
+	      "signing");
+	m.signature = (struct blob){ sig, sizeof(sig) };
+	check(atls_send(s, &m, &d) == 0, "%s", d.msg);
+	memset(&m, 0, sizeof(m));
+	check(atls_recv(s, &m, &d) == 0, "%s", d.msg);
+	check(m.type == WIRE_ERROR && m.code == WIRE_REFUSED,
+	      "a replayed signature got %s code %u", wire_type_name(m.type), m.code);
+	wire_msg_free(&m);
+	EVP_MD_CTX_free(mc);
+	atls_close(s);
+	atls_ctx_free(ctx);
+	close(fd);
+	check(call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(member(&r, id_of(&nodes[0])) && member(&r, id_of(&nodes[0]))->active,
+	      "node A was revoked by a replayed signature");
+	admin_result_clear(&r);
+}
+
+/* The node policy admits the golden boot with PCR 4 of pcr4 (another kernel). */
+static int signed_policy_with_pcr4(const uint8_t pcr4[32], char **out)
+{
+	struct policy p = cp.policy;
+	char *json = NULL;
+	struct diag d;
+	int ret;
+
+	p.n_reference = 0;
+	p.reference = NULL;
+	memcpy(p.pcrs[4].expected, pcr4, 32);
+	ret = policy_to_json(&p, &json);
+	if (ret == 0)
+		ret = policy_sign(policy_key, json, strlen(json), out, &d);
+	free(json);
+	return ret;
+}
+
+static bool a_and_c_revoked(void)
+{
+	return nodes[0].last == -EACCES && nodes[2].last == -EACCES;
+}
+
+static void new_policy_with_enforce_revokes_who_no_longer_matches(void **state)
+{
+	struct node *dn = &nodes[NODE_NEW];
+	struct admin_result r;
+	struct evidence ev;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char *doc = NULL, *foreign = NULL;
+	struct diag d;
+	int ret;
+
+	/* D booted another kernel: refused under the current policy. */
+	check(node_subscribe(dn, &d) == -EACCES, "D joined under the old policy: %s", d.msg);
+	check(fixture_attest(&dn->fx, "0123456789abcdef", NULL, 0, &buf, &len, &ev) == 0,
+	      "D's evidence");
+	check(signed_policy_with_pcr4(ev.pcrs[4], &doc) == 0, "signing the new policy");
+	free(buf);
+	/* A policy signed by another key is refused and changes nothing. */
+	{
+		EVP_PKEY *saved = policy_key;
+
+		policy_key = intruder_key;
+		check(signed_policy_with_pcr4(ev.pcrs[4], &foreign) == 0, "foreign policy");
+		policy_key = saved;
+	}
+	check(call(ADMIN_POLICY, 0, operator_key, true, (const uint8_t *)foreign, strlen(foreign),
+		   &r, &d) == 0,
+	      "%s", d.msg);
+	check(r.code == WIRE_REFUSED, "a policy by another key: code %u: %s", r.code, r.text);
+	admin_result_clear(&r);
+	free(foreign);
+	/* The new kernel's policy: A and C (old kernel) no longer match, and --enforce is on. */
+	ret = call(ADMIN_POLICY, 0, operator_key, true, (const uint8_t *)doc, strlen(doc), &r, &d);
+	check(ret == 0 && r.code == WIRE_OK, "policy: %d code %u: %s %s", ret, r.code, r.text,
+	      d.msg);
+	check(strstr(r.text, "2 member(s) do not match it, 2 revoked"), "report: %s", r.text);
+	check(member(&r, id_of(&nodes[0])) && !member(&r, id_of(&nodes[0]))->active &&
+		  !member(&r, id_of(&nodes[0]))->policy_ok,
+	      "A is not reported revoked and mismatched");
+	admin_result_clear(&r);
+	check(pump_until(a_and_c_revoked, PUSH_MS), "A (%d) and C (%d) were not told", nodes[0].last,
+	      nodes[2].last);
+	subscribe_ok(dn);
+	free(doc);
+}
+
+static void control_plane_on_a_swapped_tpm_fails_verify(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+	int ret;
+
+	joind_stop();
+	joind_start(&swapped);
+	ret = call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d);
+	check(ret == -EACCES && strstr(d.msg, "TPM is not the one"),
+	      "verify against a swapped TPM returned %d: %s", ret, d.msg);
+	admin_result_clear(&r);
+	joind_stop();
+}
+
+static void restarted_control_plane_waits_for_recover(void **state)
+{
+	struct kms *right = master, *wrong = NULL;
+	struct admin_result r;
+	struct node *dn = &nodes[NODE_NEW];
+	struct diag d;
+
+	joind_start(&cp);
+	check(call(ADMIN_STATUS, 0, NULL, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_NOT_READY, "restarted without a master: code %u", r.code);
+	admin_result_clear(&r);
+	/* Another cluster's secret is refused. */
+	check(kms_new_random(&wrong, &d) == 0, "%s", d.msg);
+	master = wrong;
+	check(call(ADMIN_RECOVER, 0, operator_key, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	master = right;
+	kms_free(wrong);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "another cluster"),
+	      "recover with a foreign secret: code %u, %s", r.code, r.text);
+	admin_result_clear(&r);
+	check(call(ADMIN_RECOVER, 0, operator_key, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_OK && !memcmp(r.cluster_id, cluster_id, 32),
+	      "recover: code %u: %s", r.code, r.text);
+	check(r.has_members && r.members.n == 4, "members after recover: %zu", r.members.n);
+	admin_result_clear(&r);
+	/* The node reconnects and gets its own id back (checked inside). */
+	subscribe_ok(dn);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+static int keypair(const char *name, char *pub, size_t cap, EVP_PKEY **priv)
+{
+	char prefix[PATH_MAX], key[PATH_MAX + 8];
+	struct diag d;
+
+	snprintf(prefix, sizeof(prefix), "%s/%s", dir, name);
+	snprintf(key, sizeof(key), "%s.key", prefix);
+	if (pub)
+		snprintf(pub, cap, "%s.pub", prefix);
+	if (policy_keygen(prefix, &d) < 0 || policy_load_private(key, priv, &d) < 0) {
+		fprintf(stderr, "%s: %s\n", name, d.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int write_files(void)
+{
+	char *json = NULL, *signed_doc = NULL;
+	FILE *out;
+	struct diag d;
+	int ret;
+
+	ret = policy_to_json(&cp.policy, &json);
+	if (ret == 0)
+		ret = policy_sign(policy_key, json, strlen(json), &signed_doc, &d);
+	if (ret == 0)
+		ret = write_file_new(policy_path, signed_doc, strlen(signed_doc), 0644);
+	free(json);
+	free(signed_doc);
+	out = fopen(ca_path, "we");
+	if (ret < 0 || !out)
+		return -1;
+	for (int i = -2; i < N_NODES; i++) {
+		struct fixture *f = i == -2 ? &cp : i == -1 ? &swapped : &nodes[i].fx;
+		uint8_t *buf = NULL;
+		size_t len;
+
+		if (read_file(f->tpm.ca, 1u << 20, &buf, &len) == 0)
+			fwrite(buf, 1, len, out);
+		free(buf);
+	}
+	return fclose(out) == 0 && ca_store_load(ca_path, &cp_roots, &d) == 0 ? 0 : -1;
+}
+
+static int group_setup(void **state)
+{
+	static const uint8_t other_kernel[32] = { 0xba, 0xd0 };
+	struct tpm *t;
+	struct diag d;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(db_path, sizeof(db_path), "%s/members.db", dir);
+	snprintf(policy_path, sizeof(policy_path), "%s/node-policy.json", dir);
+	snprintf(ca_path, sizeof(ca_path), "%s/ek-roots.pem", dir);
+	snprintf(port_path, sizeof(port_path), "%s/port", dir);
+	snprintf(log_path, sizeof(log_path), "%s/joind.log", dir);
+	if (fixture_start(&cp) < 0 || fixture_start(&swapped) < 0)
+		return -1;
+	for (int i = 0; i < N_NODES; i++) {
+		if (fixture_start(&nodes[i].fx) < 0)
+			return -1;
+		memset(nodes[i].wg, 0x20 + i, sizeof(nodes[i].wg));
+		memset(nodes[i].uuid, 0xb0 + i, sizeof(nodes[i].uuid));
+		snprintf(nodes[i].endpoint, sizeof(nodes[i].endpoint), "192.0.2.%d:51820", i + 1);
+	}
+	if (tpm_open(nodes[NODE_NEW].fx.tpm.tcti, &t, &d) < 0 ||
+	    tpm_pcr_extend(t, 4, other_kernel, &d) < 0)
+		return -1;
+	tpm_close(t);
+	if (keypair("operator", op_pub, sizeof(op_pub), &operator_key) < 0 ||
+	    keypair("intruder", NULL, 0, &intruder_key) < 0 ||
+	    keypair("policy", pub_path, sizeof(pub_path), &policy_key) < 0 ||
+	    kms_new_random(&master, &d) < 0 || write_files() < 0)
+		return -1;
+	joind_start(&cp);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[PATH_MAX + 16];
+
+	if (joind_pid > 0) {
+		kill(joind_pid, SIGKILL);
+		waitpid(joind_pid, NULL, 0);
+	}
+	for (int i = 0; i < N_NODES; i++) {
+		joinclient_close(nodes[i].sess);
+		join_info_clear(&nodes[i].info);
+		fixture_stop(&nodes[i].fx);
+	}
+	fixture_stop(&cp);
+	fixture_stop(&swapped);
+	X509_STORE_free(cp_roots);
+	EVP_PKEY_free(operator_key);
+	EVP_PKEY_free(intruder_key);
+	EVP_PKEY_free(policy_key);
+	kms_free(master);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(nodes_wait_until_the_operator_inits),
+		cmocka_unit_test(init_signed_by_another_key_is_refused),
+		cmocka_unit_test(init_installs_the_master_and_binds_the_cluster_identity),
+		cmocka_unit_test(three_agents_join_and_their_peer_sets_converge),
+		cmocka_unit_test(revoked_node_leaves_every_peer_set_within_a_second),
+		cmocka_unit_test(verify_checks_the_member_list_against_the_attested_control_plane),
+		cmocka_unit_test(operator_signature_for_another_session_is_refused),
+		cmocka_unit_test(new_policy_with_enforce_revokes_who_no_longer_matches),
+		cmocka_unit_test(control_plane_on_a_swapped_tpm_fails_verify),
+		cmocka_unit_test(restarted_control_plane_waits_for_recover),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
