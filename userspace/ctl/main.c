@@ -21,6 +21,13 @@ static const struct {
 	{ "measure", cmd_measure, "predict a node image's PCRs as measurements to sign" },
 	{ "status", cmd_status, "datapath: attached programs, peers, counters per reason" },
 	{ "monitor", cmd_monitor, "datapath: stream drop events as they happen" },
+	{ "init", cmd_init, "cluster: start a new cluster on a fresh join service" },
+	{ "verify", cmd_verify, "cluster: attest the control plane and verify every member" },
+	{ "cluster-status", cmd_cluster_status,
+	  "cluster: the checks of verify, one line a member" },
+	{ "recover", cmd_recover, "cluster: give a restarted join service its master secret back" },
+	{ "revoke", cmd_revoke, "cluster: remove a member" },
+	{ "set-policy", cmd_set_policy, "cluster: replace the node policy" },
 };
 
 static void usage(FILE *f)
