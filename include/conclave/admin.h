@@ -63,11 +63,12 @@ struct admin_result {
 };
 
 /* One request (init and recover are followed by a status request on a new session, whose
- * quote binds the new cluster identity: out describes that one). 0 when the join service attested, answered, and everything it sent verified
- * (out->code may still say it refused the request); -EACCES when it failed attestation or a
- * pin, or its answer did not verify (d says which); other -errno on transport errors. */
-int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
-	       struct diag *d);
+ * quote binds the new cluster identity: out describes that one). 0 when the join service attested,
+ * answered, and everything it sent verified (out->code may still say it refused the request);
+ * -EACCES when it failed attestation or a pin, or its answer did not verify (d says which); other
+ * -errno on transport errors. */
+int admin_call(const struct admin_config *c, const struct admin_request *r,
+	       struct admin_result *out, struct diag *d);
 
 void admin_result_clear(struct admin_result *r);
 

@@ -19,10 +19,10 @@
 #define HUB_SEND_TIMEOUT_MS	 500
 
 struct hub_config {
-	struct membership *store;     /* shared with the workers ... */
-	pthread_mutex_t *store_lock;  /* ... under this lock */
-	unsigned int max_sessions;    /* 0 = HUB_DEFAULT_MAX_SESSIONS */
-	int heartbeat_ms;	      /* an empty PEER_UPDATE after this much silence; 0 = default */
+	struct membership *store;    /* shared with the workers ... */
+	pthread_mutex_t *store_lock; /* ... under this lock */
+	unsigned int max_sessions;   /* 0 = HUB_DEFAULT_MAX_SESSIONS */
+	int heartbeat_ms;	     /* an empty PEER_UPDATE after this much silence; 0 = default */
 };
 
 struct hub;

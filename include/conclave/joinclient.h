@@ -40,8 +40,8 @@ struct joinclient_config {
 
 /* What a successful join hands the node. */
 struct join_info {
-	struct secret *disk_key; /* KMS_DISK_KEY_LEN bytes, locked */
-	struct peerset view;	 /* our allocation and every other active member */
+	struct secret *disk_key;	    /* KMS_DISK_KEY_LEN bytes, locked */
+	struct peerset view;		    /* our allocation and every other active member */
 	uint8_t cluster_id[CLUSTER_ID_LEN]; /* what the join service's quote bound */
 	uint8_t *ca_cert, *node_cert;	    /* DER (malloc'ed), both checked */
 	size_t ca_len, node_cert_len;

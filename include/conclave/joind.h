@@ -42,11 +42,11 @@ struct joind_config {
 	const char *recovery;
 	struct membership_config ranges;
 	/* Limits. */
-	double rate, burst;	    /* per client address; 0 = defaults */
-	unsigned int max_sessions;  /* held node sessions; 0 = HUB_DEFAULT_MAX_SESSIONS */
-	int heartbeat_ms;	    /* 0 = HUB_DEFAULT_HEARTBEAT_MS */
+	double rate, burst;	       /* per client address; 0 = defaults */
+	unsigned int max_sessions;     /* held node sessions; 0 = HUB_DEFAULT_MAX_SESSIONS */
+	int heartbeat_ms;	       /* 0 = HUB_DEFAULT_HEARTBEAT_MS */
 	volatile sig_atomic_t *reload; /* set (by SIGHUP) to re-read the node policy file */
-	volatile sig_atomic_t *stop; /* set (by a signal handler) to stop serving */
+	volatile sig_atomic_t *stop;   /* set (by a signal handler) to stop serving */
 };
 
 /* Load everything, listen, print "listening on ADDR PORT" to stdout and serve until *stop.

@@ -136,8 +136,7 @@ struct member_info {
 };
 
 /* Every member ever admitted, by node id (malloc'ed array, free() it). */
-int membership_members(struct membership *m, struct member_info **out, size_t *n,
-		       struct diag *d);
+int membership_members(struct membership *m, struct member_info **out, size_t *n, struct diag *d);
 
 /* Small named values of the cluster (e.g. the master-secret check value), in the same
  * transactional store. get: -ENOENT if unset; the value is copied into buf (up to cap bytes,

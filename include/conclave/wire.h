@@ -26,16 +26,16 @@
 #define WIRE_TEXT_MAX	   512
 
 enum wire_type {
-	WIRE_HELLO = 1,		/* version, role: first message of each side */
-	WIRE_CHALLENGE = 2,	/* verifier -> prover: MakeCredential challenge (first contact) */
-	WIRE_EVIDENCE = 3,	/* prover -> verifier: evidence and the binding's inputs */
-	WIRE_VERDICT = 4,	/* verifier -> prover: code (0 = accepted) and reason */
-	WIRE_ERROR = 5,		/* either side, then close: protocol error code and reason */
-	WIRE_JOIN_REQUEST = 6,	/* node -> joind, only after mutual attestation */
-	WIRE_JOIN_RESPONSE = 7, /* joind -> node: key material, only to an attested node */
-	WIRE_PEER_UPDATE = 8,	/* joind -> subscribed node: peer-set delta or snapshot; none =
-				   heartbeat */
-	WIRE_ADMIN_REQUEST = 9,	 /* operator -> joind, after joind proved itself */
+	WIRE_HELLO = 1,		  /* version, role: first message of each side */
+	WIRE_CHALLENGE = 2,	  /* verifier -> prover: MakeCredential challenge (first contact) */
+	WIRE_EVIDENCE = 3,	  /* prover -> verifier: evidence and the binding's inputs */
+	WIRE_VERDICT = 4,	  /* verifier -> prover: code (0 = accepted) and reason */
+	WIRE_ERROR = 5,		  /* either side, then close: protocol error code and reason */
+	WIRE_JOIN_REQUEST = 6,	  /* node -> joind, only after mutual attestation */
+	WIRE_JOIN_RESPONSE = 7,	  /* joind -> node: key material, only to an attested node */
+	WIRE_PEER_UPDATE = 8,	  /* joind -> subscribed node: peer-set delta or snapshot; none =
+				     heartbeat */
+	WIRE_ADMIN_REQUEST = 9,	  /* operator -> joind, after joind proved itself */
 	WIRE_ADMIN_RESPONSE = 10, /* joind -> operator */
 	WIRE_TYPE_MAX,
 };
@@ -53,16 +53,16 @@ enum wire_tag {
 	WT_NODE_NAME = 10, /* printable node name */
 	WT_KEY_MATERIAL = 11, /* opaque key material for the node (secret) */
 	WT_PEER_SET = 12,     /* opaque encoded peer set */
-	WT_CLUSTER_ID = 13,   /* 32 bytes: the join service's cluster identity, bound in its quote */
-	WT_FLAGS = 14,	      /* u32: JOIN_REQUEST flags (JOIN_SUBSCRIBE) */
-	WT_GENERATION = 15,   /* u64: peer-set generation */
-	WT_OP = 16,	      /* u16: enum admin_op */
-	WT_NODE_ID = 17,      /* u64: a node the request is about (0: none) */
-	WT_POLICY = 18,	      /* a signed policy envelope */
-	WT_SIGNATURE = 19,    /* 64 bytes: Ed25519 signature */
-	WT_MEMBERS = 20,      /* encoded "CMBL" member list */
-	WT_CA_CERT = 21,      /* DER of the cluster CA certificate */
-	WT_NODE_CERT = 22,    /* DER of a node certificate issued by the cluster CA */
+	WT_CLUSTER_ID = 13, /* 32 bytes: the join service's cluster identity, bound in its quote */
+	WT_FLAGS = 14,	    /* u32: JOIN_REQUEST flags (JOIN_SUBSCRIBE) */
+	WT_GENERATION = 15, /* u64: peer-set generation */
+	WT_OP = 16,	    /* u16: enum admin_op */
+	WT_NODE_ID = 17,    /* u64: a node the request is about (0: none) */
+	WT_POLICY = 18,	    /* a signed policy envelope */
+	WT_SIGNATURE = 19,  /* 64 bytes: Ed25519 signature */
+	WT_MEMBERS = 20,    /* encoded "CMBL" member list */
+	WT_CA_CERT = 21,    /* DER of the cluster CA certificate */
+	WT_NODE_CERT = 22,  /* DER of a node certificate issued by the cluster CA */
 	WT_MAX,
 };
 
@@ -121,7 +121,8 @@ int wire_decode_header(const uint8_t hdr[WIRE_HEADER_SIZE], uint16_t *type, uint
 int wire_decode(const uint8_t *buf, size_t len, struct wire_msg *m, struct diag *d);
 
 /* Encode m as one frame (malloc'ed). Scalars a type allows are always written (they are
- * required); a blob is written when its pointer is set. -EINVAL (with d) if m breaks its type's schema. */
+ * required); a blob is written when its pointer is set. -EINVAL (with d) if m breaks its type's
+ * schema. */
 int wire_encode(const struct wire_msg *m, uint8_t **out, size_t *len, struct diag *d);
 
 /* Wipe and free the buffer m points into (received messages may carry secrets); NULL is fine. */

@@ -10,7 +10,9 @@
 /* Equal bytes, and present in both or in neither (an empty text is still a field). */
 static int blob_eq(struct blob a, struct blob b)
 {
-	return !a.p == !b.p && a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
+	if (!a.p || !b.p)
+		return !a.p && !b.p;
+	return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
 }
 
 static int same(const struct wire_msg *a, const struct wire_msg *b)

@@ -117,7 +117,8 @@ static void serve_one(struct server *srv, struct atls_ctx *ctx, int fd, struct c
 
 		resp.key_material = (struct blob){ (const uint8_t *)TEST_KEY, strlen(TEST_KEY) };
 		/* The rest of a JOIN_RESPONSE is joind's business (test_joind); opaque here. */
-		resp.peer_set = resp.ca_cert = resp.node_cert = (struct blob){ (const uint8_t *)"x", 1 };
+		resp.peer_set = resp.ca_cert = resp.node_cert =
+		    (struct blob){ (const uint8_t *)"x", 1 };
 		r->sent_keys = atls_send(s, &resp, &d) == 0;
 	}
 	wire_msg_free(&m);

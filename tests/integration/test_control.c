@@ -29,10 +29,10 @@
 #include "conclave/tpm.h"
 #include "conclave/util.h"
 
-#define N_NODES	  4 /* A, B, C boot the golden image; D booted another kernel */
-#define NODE_NEW  3
-#define JOIND_MS  3000
-#define PUSH_MS	  1000 /* what the issue promises for a change to reach every agent */
+#define N_NODES	 4 /* A, B, C boot the golden image; D booted another kernel */
+#define NODE_NEW 3
+#define JOIND_MS 3000
+#define PUSH_MS	 1000 /* what the issue promises for a change to reach every agent */
 
 struct node {
 	struct fixture fx;
@@ -40,7 +40,7 @@ struct node {
 	char endpoint[32];
 	struct join_info info;
 	struct joinclient_session *sess;
-	int last; /* last joinclient_next result that ended the session, 0 while open */
+	int last;   /* last joinclient_next result that ended the session, 0 while open */
 	int64_t id; /* from its first join */
 };
 
@@ -154,8 +154,8 @@ static int call(uint16_t op, int64_t node_id, EVP_PKEY *signer, bool pin, const 
 	struct admin_request r = { .op = op,
 				   .node_id = node_id,
 				   .key_material = op == ADMIN_INIT || op == ADMIN_RECOVER
-							   ? master->keys
-							   : NULL,
+						       ? master->keys
+						       : NULL,
 				   .policy = policy,
 				   .policy_len = policy_len };
 
@@ -343,8 +343,8 @@ static void revoked_node_leaves_every_peer_set_within_a_second(void **state)
 	struct diag d;
 	int64_t t0 = now_ms(), took;
 
-	check(call(ADMIN_REVOKE, id_of(&nodes[1]), operator_key, true, NULL, 0, &r, &d) == 0,
-	      "%s", d.msg);
+	check(call(ADMIN_REVOKE, id_of(&nodes[1]), operator_key, true, NULL, 0, &r, &d) == 0, "%s",
+	      d.msg);
 	check(r.code == WIRE_OK, "revoke: code %u: %s", r.code, r.text);
 	admin_result_clear(&r);
 	check(pump_until(b_gone, PUSH_MS), "after %d ms: A sees B %d, C sees B %d, B's session %d",
@@ -409,8 +409,8 @@ static void operator_signature_for_another_session_is_refused(void **state)
 	check(atls_send(s, &m, &d) == 0, "%s", d.msg);
 	memset(&m, 0, sizeof(m));
 	check(atls_recv(s, &m, &d) == 0, "%s", d.msg);
-	check(m.type == WIRE_ERROR && m.code == WIRE_REFUSED,
-	      "a replayed signature got %s code %u", wire_type_name(m.type), m.code);
+	check(m.type == WIRE_ERROR && m.code == WIRE_REFUSED, "a replayed signature got %s code %u",
+	      wire_type_name(m.type), m.code);
 	wire_msg_free(&m);
 	EVP_MD_CTX_free(mc);
 	atls_close(s);
@@ -485,8 +485,8 @@ static void new_policy_with_enforce_revokes_who_no_longer_matches(void **state)
 		  !member(&r, id_of(&nodes[0]))->policy_ok,
 	      "A is not reported revoked and mismatched");
 	admin_result_clear(&r);
-	check(pump_until(a_and_c_revoked, PUSH_MS), "A (%d) and C (%d) were not told", nodes[0].last,
-	      nodes[2].last);
+	check(pump_until(a_and_c_revoked, PUSH_MS), "A (%d) and C (%d) were not told",
+	      nodes[0].last, nodes[2].last);
 	subscribe_ok(dn);
 	free(doc);
 }
@@ -527,8 +527,8 @@ static void restarted_control_plane_waits_for_recover(void **state)
 	      "recover with a foreign secret: code %u, %s", r.code, r.text);
 	admin_result_clear(&r);
 	check(call(ADMIN_RECOVER, 0, operator_key, false, NULL, 0, &r, &d) == 0, "%s", d.msg);
-	check(r.code == WIRE_OK && !memcmp(r.cluster_id, cluster_id, 32),
-	      "recover: code %u: %s", r.code, r.text);
+	check(r.code == WIRE_OK && !memcmp(r.cluster_id, cluster_id, 32), "recover: code %u: %s",
+	      r.code, r.text);
 	check(r.has_members && r.members.n == 4, "members after recover: %zu", r.members.n);
 	admin_result_clear(&r);
 	/* The node reconnects and gets its own id back (checked inside). */

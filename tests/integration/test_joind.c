@@ -212,10 +212,11 @@ static void three_nodes_join_with_distinct_ids_addresses_and_keys(void **state)
 		join_ok(&nodes[i], &j[i]);
 	for (int a = 0; a < 3; a++)
 		for (int b = a + 1; b < 3; b++) {
-			check(j[a].view.self.node_id != j[b].view.self.node_id, "nodes %d and %d share an id",
-			      a, b);
+			check(j[a].view.self.node_id != j[b].view.self.node_id,
+			      "nodes %d and %d share an id", a, b);
 			check(strcmp(j[a].view.self.overlay_v4, j[b].view.self.overlay_v4) != 0 &&
-				  strcmp(j[a].view.self.overlay_v6, j[b].view.self.overlay_v6) != 0 &&
+				  strcmp(j[a].view.self.overlay_v6, j[b].view.self.overlay_v6) !=
+				      0 &&
 				  strcmp(j[a].view.self.pod_cidr, j[b].view.self.pod_cidr) != 0,
 			      "nodes %d and %d share an address (%s / %s)", a, b,
 			      j[a].view.self.overlay_v4, j[b].view.self.overlay_v4);
@@ -231,9 +232,11 @@ static void three_nodes_join_with_distinct_ids_addresses_and_keys(void **state)
 	check(!memcmp(j[2].view.peers[0].wg_pubkey, j[0].view.self.wg_pubkey, 32) ||
 		  !memcmp(j[2].view.peers[1].wg_pubkey, j[0].view.self.wg_pubkey, 32),
 	      "peer set does not carry the first node's WireGuard key");
-	check(j[2].view.generation > j[1].view.generation && j[1].view.generation > j[0].view.generation,
-	      "generations %llu, %llu, %llu do not increase", (unsigned long long)j[0].view.generation,
-	      (unsigned long long)j[1].view.generation, (unsigned long long)j[2].view.generation);
+	check(j[2].view.generation > j[1].view.generation &&
+		  j[1].view.generation > j[0].view.generation,
+	      "generations %llu, %llu, %llu do not increase",
+	      (unsigned long long)j[0].view.generation, (unsigned long long)j[1].view.generation,
+	      (unsigned long long)j[2].view.generation);
 	check(!strcmp(j[2].view.peers[0].endpoints, nodes[0].endpoint) ||
 		  !strcmp(j[2].view.peers[1].endpoints, nodes[0].endpoint),
 	      "peer set lacks the first node's endpoint %s", nodes[0].endpoint);

@@ -325,7 +325,7 @@ static void every_message_type_round_trips(void **state)
 		size_t len;
 		uint8_t *buf;
 
-		for (uint16_t tag = 1; tag < WT_MAX; tag++)
+		for (unsigned int tag = 1; tag < WT_MAX; tag++)
 			if ((schema[t].allowed & TAG(tag)) && !field[tag].scalar)
 				assert_non_null(blob_of(&m, tag)->p);
 		buf = encode_ok(&m, &len);
@@ -377,8 +377,8 @@ static void every_field_limit_is_enforced(void **state)
 
 	assert_non_null(big);
 	memset(big, 'a', EVIDENCE_MAX_SIZE + 1);
-	for (uint16_t type = 1; type < WIRE_TYPE_MAX; type++) {
-		for (uint16_t tag = 1; tag < WT_MAX; tag++) {
+	for (unsigned int type = 1; type < WIRE_TYPE_MAX; type++) {
+		for (unsigned int tag = 1; tag < WT_MAX; tag++) {
 			uint32_t lens[3] = { field[tag].max, field[tag].max + 1,
 					     field[tag].min - 1 };
 
@@ -443,7 +443,7 @@ static void every_field_limit_is_enforced(void **state)
 		}
 	}
 	/* No tag is left out: each belongs to some type. */
-	for (uint16_t tag = 1; tag < WT_MAX; tag++)
+	for (unsigned int tag = 1; tag < WT_MAX; tag++)
 		assert_true(covered[tag]);
 	free(big);
 }
@@ -457,12 +457,12 @@ static void body_limit_is_the_largest_valid_body(void **state)
 
 	assert_non_null(big);
 	memset(big, 'a', EVIDENCE_MAX_SIZE);
-	for (uint16_t type = 1; type < WIRE_TYPE_MAX; type++) {
+	for (unsigned int type = 1; type < WIRE_TYPE_MAX; type++) {
 		struct wire_msg m = sample(type), back;
 		size_t len, want = 0;
 		uint8_t *buf;
 
-		for (uint16_t tag = 1; tag < WT_MAX; tag++) {
+		for (unsigned int tag = 1; tag < WT_MAX; tag++) {
 			if (!(schema[type].allowed & TAG(tag)))
 				continue;
 			want += (size_t)field[tag].count * (6 + field[tag].max);
@@ -730,12 +730,12 @@ static void join_response_without_any_of_its_four_fields_is_refused(void **state
  * included) does not decode; minus a required blob, the encoder will not write it. */
 static void every_required_field_is_required(void **state)
 {
-	for (uint16_t type = 1; type < WIRE_TYPE_MAX; type++) {
+	for (unsigned int type = 1; type < WIRE_TYPE_MAX; type++) {
 		struct wire_msg full = sample(type);
 		size_t len;
 		uint8_t *buf = encode_ok(&full, &len);
 
-		for (uint16_t tag = 1; tag < WT_MAX; tag++) {
+		for (unsigned int tag = 1; tag < WT_MAX; tag++) {
 			struct wire_msg m = sample(type), back;
 			struct diag d;
 			uint8_t *out;
@@ -763,7 +763,7 @@ static void every_required_field_is_required(void **state)
 			uint8_t *out;
 			size_t n;
 
-			for (uint16_t tag = 1; tag < WT_MAX; tag++)
+			for (unsigned int tag = 1; tag < WT_MAX; tag++)
 				if ((schema[type].allowed & ~schema[type].required & TAG(tag)) &&
 				    !field[tag].scalar)
 					*blob_of(&m, tag) = (struct blob){ 0 };
@@ -823,8 +823,8 @@ static void every_foreign_field_is_refused(void **state)
 	static uint8_t filler[64];
 
 	memset(filler, 'a', sizeof(filler));
-	for (uint16_t type = 1; type < WIRE_TYPE_MAX; type++) {
-		for (uint16_t tag = 1; tag < WT_MAX; tag++) {
+	for (unsigned int type = 1; type < WIRE_TYPE_MAX; type++) {
+		for (unsigned int tag = 1; tag < WT_MAX; tag++) {
 			uint32_t n = field[tag].min ? field[tag].min : 1;
 			struct wire_msg m = sample(type), back;
 			struct diag d = { { 0 } };

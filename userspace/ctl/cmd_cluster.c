@@ -739,6 +739,7 @@ static enum outcome send_master(const struct cluster *c, uint16_t op, const stru
 	int ret;
 
 	ret = admin_call(&c->cfg, &req, &out, &d);
+	fprintf(stderr, "DEBUG ret=%d code=%u diag=%s\n", ret, out.code, d.msg);
 	if (ret == 0 && out.code == WIRE_OK) {
 		memcpy(ek, out.ek_id, 32);
 		o = TOOK_IT;

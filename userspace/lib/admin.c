@@ -75,7 +75,8 @@ static bool changes_cluster(uint16_t op)
 static int send_request(struct atls_session *s, const struct admin_config *c,
 			const struct admin_request *r, struct diag *d)
 {
-	struct wire_msg m = { .type = WIRE_ADMIN_REQUEST, .op = r->op,
+	struct wire_msg m = { .type = WIRE_ADMIN_REQUEST,
+			      .op = r->op,
 			      .node_id = (uint64_t)r->node_id };
 	const uint8_t *key = r->key_material ? r->key_material->data : NULL;
 	size_t key_len = r->key_material ? r->key_material->len : 0;
@@ -159,8 +160,10 @@ static int pins(const struct admin_config *c, const struct admin_result *out, st
 	if (c->expect_ek && memcmp(c->expect_ek, out->ek_id, 32) != 0) {
 		hex_encode(c->expect_ek, 32, want);
 		hex_encode(out->ek_id, 32, got);
-		diag_set(d, "the control plane's TPM is not the one this cluster was initialised "
-			    "on (EK %s, expected %s)", got, want);
+		diag_set(d,
+			 "the control plane's TPM is not the one this cluster was initialised "
+			 "on (EK %s, expected %s)",
+			 got, want);
 		return -EACCES;
 	}
 	if (c->expect_cluster &&
@@ -239,8 +242,8 @@ static int call_once(const struct admin_config *c, const struct admin_request *r
 	return ret;
 }
 
-int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
-	       struct diag *d)
+int admin_call(const struct admin_config *c, const struct admin_request *r,
+	       struct admin_result *out, struct diag *d)
 {
 	const struct admin_request status = { .op = ADMIN_STATUS };
 	struct admin_result after;

@@ -701,8 +701,9 @@ static int take_binding_inputs(struct atls_session *s, const struct wire_msg *m,
 	bool node = s->peer_role == ATLS_ROLE_NODE;
 
 	if (node != !!m->wg_pubkey.p || (node && m->cluster_id.p) || (!node && m->disk_uuid.p)) {
-		diag_set(d, "%s evidence with the wrong binding inputs (a node names its "
-			    "WireGuard key, the join service only its cluster identity)",
+		diag_set(d,
+			 "%s evidence with the wrong binding inputs (a node names its "
+			 "WireGuard key, the join service only its cluster identity)",
 			 node ? "node" : "join service");
 		atls_send_error(s, WIRE_BAD_MESSAGE, d ? d->msg : "binding inputs");
 		return -EBADMSG;

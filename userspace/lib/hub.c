@@ -98,8 +98,7 @@ static void take_pending(struct hub *h)
 	free(p);
 }
 
-static int send_update(struct hub *h, struct held *e, uint64_t gen, const uint8_t *doc,
-		       size_t len)
+static int send_update(struct hub *h, struct held *e, uint64_t gen, const uint8_t *doc, size_t len)
 {
 	struct wire_msg m = { .type = WIRE_PEER_UPDATE, .generation = gen };
 	struct diag d;
@@ -167,8 +166,8 @@ static int collect(struct hub *h, struct change **out, size_t *n_out, struct pee
 			ret = peerdelta_encode(c[i].from, c[i].to, c[i].deltas, c[i].n, &c[i].doc,
 					       &c[i].doc_len);
 	if (ret < 0) {
-		log_warn("hub: reading the peer-set changes: %s", ret == -ENOMEM ? "out of memory"
-								   : d.msg);
+		log_warn("hub: reading the peer-set changes: %s",
+			 ret == -ENOMEM ? "out of memory" : d.msg);
 		changes_free(c, n);
 		return ret;
 	}

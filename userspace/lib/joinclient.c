@@ -270,9 +270,8 @@ int joinclient_next(struct joinclient_session *sess, struct peerset *view, int t
 	if (ret < 0)
 		return ret;
 	if (m.type == WIRE_ERROR) {
-		diag_set(d, "the join service ended the session (%s): %.*s",
-			 wire_code_name(m.code), (int)m.text.len,
-			 m.text.p ? (const char *)m.text.p : "");
+		diag_set(d, "the join service ended the session (%s): %.*s", wire_code_name(m.code),
+			 (int)m.text.len, m.text.p ? (const char *)m.text.p : "");
 		ret = -ECONNRESET;
 	} else if (m.type != WIRE_PEER_UPDATE) {
 		diag_set(d, "expected PEER_UPDATE, got %s", wire_type_name(m.type));

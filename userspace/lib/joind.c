@@ -196,8 +196,9 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 		ret = admit(j, &r, &res, &doc, &doc_len, d);
 	if (ret == 0) {
 		hub_notify(j->hub);
-		ret = joind_cluster(j, NULL, &kms) ? kms_disk_key(kms, r.ek_id, r.disk_uuid, &key, d)
-						   : -EIO;
+		ret = joind_cluster(j, NULL, &kms)
+			  ? kms_disk_key(kms, r.ek_id, r.disk_uuid, &key, d)
+			  : -EIO;
 	}
 	if (ret == 0 && !key)
 		ret = -ENOMEM;
@@ -218,10 +219,10 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 	free(cert);
 	if (ret < 0)
 		return ret;
-	log_info("joind: node %lld %s (%s, %s, %s), generation %llu%s",
-		 (long long)res.peer.node_id, res.rejoin ? "rejoined" : "joined",
-		 res.peer.overlay_v4, res.peer.overlay_v6, res.peer.pod_cidr,
-		 (unsigned long long)res.generation, subscribe ? ", subscribed" : "");
+	log_info("joind: node %lld %s (%s, %s, %s), generation %llu%s", (long long)res.peer.node_id,
+		 res.rejoin ? "rejoined" : "joined", res.peer.overlay_v4, res.peer.overlay_v6,
+		 res.peer.pod_cidr, (unsigned long long)res.generation,
+		 subscribe ? ", subscribed" : "");
 	if (!subscribe)
 		return 0;
 	hub_add(j->hub, s, fd, res.peer.node_id, res.generation);

@@ -31,13 +31,11 @@ static int signed_members(struct joind *j, struct atls_session *s, struct cluste
 		ret = membership_snapshot(j->store, gen, &peers, &n_peers, d);
 	pthread_mutex_unlock(&j->store_lock);
 	free(peers);
-	if (ret == 0) {
+	if (ret == 0)
 		l.members = calloc(n ? n : 1, sizeof(*l.members));
-		ret = l.members ? 0 : -ENOMEM;
-	}
-	if (ret < 0) {
+	if (ret != 0 || !l.members) {
 		free(m);
-		return ret;
+		return ret != 0 ? ret : -ENOMEM;
 	}
 	memcpy(l.binding, atls_exporter(s), sizeof(l.binding));
 	memcpy(l.cluster_id, id, CLUSTER_ID_LEN);

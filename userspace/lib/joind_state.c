@@ -150,7 +150,8 @@ static int recheck_members(struct joind *j, const struct policy *p, unsigned int
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		char why[128];
 
-		if (!m[i].active || policy_match_pcrs(p, m[i].pcr_mask, m[i].pcrs, why, sizeof(why)))
+		if (!m[i].active ||
+		    policy_match_pcrs(p, m[i].pcr_mask, m[i].pcrs, why, sizeof(why)))
 			continue;
 		(*mismatched)++;
 		log_warn("joind: node %lld no longer matches the node policy: %s%s",

@@ -56,7 +56,6 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, int *out, struc
 	return 0;
 }
 
-
 int net_parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
 {
 	const char *colon, *h = s;
