@@ -42,7 +42,7 @@ enum wire_type {
 
 enum wire_tag {
 	WT_PROTO_VERSION = 1, /* u16 */
-	WT_ROLE = 2,	      /* u8: 'N' node, 'J' join service */
+	WT_ROLE = 2,	      /* u8: 'N' node, 'J' join service, 'O' operator */
 	WT_CHALLENGE = 3,     /* encoded "CCHL" challenge document */
 	WT_EVIDENCE = 4,      /* encoded "CEVD" evidence document */
 	WT_WG_PUBKEY = 5,     /* 32 bytes: the prover's WireGuard public key */

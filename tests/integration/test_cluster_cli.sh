@@ -26,27 +26,29 @@ not_ok() {
 	n=$((n + 1)); echo "not ok $n - $1"; shift
 	local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
 }
-# expect CODE NAME CMD...: run CMD, check its exit status, keep its output in $work/out
+# expect CODE NAME CMD...: run CMD, check its exit status, keep its stdout in $work/out and its
+# stderr in $work/err
 expect() {
 	local want=$1 name=$2; shift 2
-	"$@" >"$work/out" 2>&1
+	"$@" >"$work/out" 2>"$work/err"
 	local got=$?
-	if [ "$got" -eq "$want" ]; then ok "$name"; else not_ok "$name" "exit $got, expected $want" "$(tail -5 "$work/out")"; fi
+	if [ "$got" -eq "$want" ]; then ok "$name"; else not_ok "$name" "exit $got, expected $want" "$(tail -5 "$work/out" "$work/err")"; fi
 }
-# contains TEXT NAME: the last output holds TEXT
+# contains TEXT NAME: the last command's stdout or stderr holds TEXT
 contains() {
-	if grep -q -- "$1" "$work/out"; then ok "$2"; else not_ok "$2" "output lacks '$1'" "$(tail -5 "$work/out")"; fi
+	if cat "$work/out" "$work/err" | grep -q -- "$1"; then ok "$2"; else not_ok "$2" "output lacks '$1'" "$(tail -5 "$work/out" "$work/err")"; fi
 }
 # truth NAME CMD...: ok if CMD succeeds
 truth() {
 	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name" "false: $*"; fi
+	if "$@" >/dev/null; then ok "$name"; else not_ok "$name" "false: $*"; fi
 }
 bail() { echo "Bail out! $*"; [ -n "$joind_pid" ] && tail -5 "$work/joind.log" | sed 's/^/# /'; exit 1; }
 quiet() { "$@" >"$work/setup.out" 2>&1 || bail "$* failed: $(tail -3 "$work/setup.out")"; }
 
 # start_joind TCTI AK_STATE EK_CHAIN DB [joind options...]: a join service on 127.0.0.1; sets
-# $joind_pid and $join (HOST:PORT).
+# $joind_pid, $join (HOST:PORT) and $at (how cluster commands reach it: its port changes with
+# every start, so they override the cluster file's address).
 start_joind() {
 	local tcti=$1 ak=$2 chain=$3 db=$4; shift 4
 	rm -f "$work/joind.port"
@@ -63,6 +65,7 @@ start_joind() {
 	done
 	[ -s "$work/joind.port" ] || bail "conclave-joind reported no port"
 	join=127.0.0.1:$(cat "$work/joind.port")
+	at=(--join "$join" --timeout-ms 5000)
 }
 
 stop_joind() {
@@ -133,7 +136,6 @@ truth "no cluster file was written" [ ! -e "$work/a.json" ]
 
 # ---- (3) init --------------------------------------------------------------------------------
 expect 0 "init succeeds" "${init[@]}" --recovery-out "$work/a.rec" --cluster-out "$work/a.json"
-cat "$work/out" | sed "s|^|# |"
 cp "$work/out" "$work/init.out"
 truth "the recovery file is mode 0600" [ "$(stat -c %a "$work/a.rec")" = 600 ]
 truth "the cluster file is mode 0644" [ "$(stat -c %a "$work/a.json")" = 644 ]
@@ -149,7 +151,7 @@ truth "the recovery file holds a v1 recovery secret" grep -q "^conclave-recovery
 
 # ---- (4) a second init ---------------------------------------------------------------------
 expect 1 "a second init is refused" "${init[@]}" --recovery-out "$work/b.rec" --cluster-out "$work/b.json"
-contains "already belongs to a cluster" "the refusal says the control plane has a cluster"
+contains "already holds its master secret" "the refusal says the control plane has a cluster"
 truth "the refused init's recovery file is removed" [ ! -e "$work/b.rec" ]
 truth "the refused init wrote no cluster file" [ ! -e "$work/b.json" ]
 
@@ -181,25 +183,24 @@ stop_joind
 # Another cluster on the same TPM, with its own store: its recovery file is the wrong one.
 start_joind "$tcti" "$work/ak" "$chain" "$work/other.db"
 expect 0 "init of another cluster (own store)" \
-	"$ctl" init --join "$join" "${trust[@]}" --operator-key "$work/operator.key" "${to[@]}" \
+	"$ctl" init --join "$join" "${trust[@]}" --operator-key "$work/operator.key" "${at[@]}" \
 	--recovery-out "$work/other.rec" --cluster-out "$work/other.json"
 stop_joind
 start_joind "$tcti" "$work/ak" "$chain" "$work/a.db"
-rec=("$ctl" recover --operator-key "$work/operator.key" "${to[@]}")
-expect 1 "after a restart without --recovery, verify fails" "$ctl" verify --cluster "$work/a.json" "${to[@]}"
+expect 1 "after a restart without --recovery, verify fails" "$ctl" verify --cluster "$work/a.json" "${at[@]}"
 contains "not initialised" "the refusal says the join service is not initialised"
 expect 1 "recover with another cluster's recovery file is refused before sending" \
-	"${rec[@]}" --cluster "$work/a.json" --recovery "$work/other.rec"
+	"$ctl" recover --operator-key "$work/operator.key" "${at[@]}" --cluster "$work/a.json" --recovery "$work/other.rec"
 contains "nothing was sent" "the refusal says the secret was not sent"
 expect 1 "the join service refuses another cluster's master secret" \
-	"${rec[@]}" --cluster "$work/other.json" --join "$join" --recovery "$work/other.rec"
+	"$ctl" recover --operator-key "$work/operator.key" "${at[@]}" --cluster "$work/other.json" --recovery "$work/other.rec"
 contains "belongs to another cluster" "joind's refusal names the other cluster"
 expect 1 "recover signed by another key is refused" \
-	"$ctl" recover --operator-key "$work/intruder.key" "${to[@]}" --cluster "$work/a.json" --recovery "$work/a.rec"
+	"$ctl" recover --operator-key "$work/intruder.key" "${at[@]}" --cluster "$work/a.json" --recovery "$work/a.rec"
 contains "not signed" "the refusal says the request is not signed by the operator key"
-expect 0 "recover with the right recovery file" "${rec[@]}" --cluster "$work/a.json" --recovery "$work/a.rec"
+expect 0 "recover with the right recovery file" "$ctl" recover --operator-key "$work/operator.key" "${at[@]}" --cluster "$work/a.json" --recovery "$work/a.rec"
 contains "$id" "recover prints the cluster identity"
-expect 0 "verify passes after recover" "$ctl" verify --cluster "$work/a.json" "${to[@]}"
+expect 0 "verify passes after recover" "$ctl" verify --cluster "$work/a.json" "${at[@]}"
 contains "^cluster $id\$" "the same cluster identity after recover"
 
 # ---- (8) the same store and secret on another TPM ------------------------------------------
@@ -208,16 +209,15 @@ mkdir -p "$work/tpm2" && cp -r "$work/tpm/ca" "$work/tpm2/ca" # same manufacture
 tcti2=$("$swtpm_env" start "$work/tpm2") || bail "second swtpm did not start"
 quiet "$build/tests/tools/replay-log" "$tcti2" "$log"
 start_joind "$tcti2" "$work/ak2" "$work/tpm2/ca/issuercert.pem" "$work/a.db" --recovery "$work/a.rec"
-expect 1 "verify refuses a control plane on another TPM" "$ctl" verify --cluster "$work/a.json" "${to[@]}"
+expect 1 "verify refuses a control plane on another TPM" "$ctl" verify --cluster "$work/a.json" "${at[@]}"
 contains "EK .*expected $ek" "the refusal names the EK mismatch"
-expect 1 "cluster-status refuses it too" "$ctl" cluster-status --cluster "$work/a.json" "${to[@]}" --json
+expect 1 "cluster-status refuses it too" "$ctl" cluster-status --cluster "$work/a.json" "${at[@]}" --json
 truth "--json says not verified" jq -e '.verified == false and (.reason | test("EK"))' "$work/out"
 
 # ---- (9) set-policy --------------------------------------------------------------------------
 stop_joind
 start_joind "$tcti" "$work/ak" "$chain" "$work/a.db" --recovery "$work/a.rec"
 quiet "$ctl" policy sign --key "$work/intruder.key" --in "$work/measurements.json" --out "$work/intruder-policy.signed"
-setpol=("$ctl" set-policy --cluster "$work/a.json" --operator-key "$work/operator.key" "${to[@]}")
-expect 1 "set-policy with a policy signed by another key is refused" "${setpol[@]}" "$work/intruder-policy.signed"
-expect 0 "set-policy with the right key" "${setpol[@]}" "$work/cp-policy.signed"
+expect 1 "set-policy with a policy signed by another key is refused" "$ctl" set-policy --cluster "$work/a.json" --operator-key "$work/operator.key" "${at[@]}" "$work/intruder-policy.signed"
+expect 0 "set-policy with the right key" "$ctl" set-policy --cluster "$work/a.json" --operator-key "$work/operator.key" "${at[@]}" "$work/cp-policy.signed"
 contains "policy installed: 0 member(s) do not match it, 0 revoked" "set-policy prints joind's summary"

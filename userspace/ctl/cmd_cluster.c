@@ -629,31 +629,27 @@ static bool pin_refused(const struct admin_config *cfg, const struct admin_resul
 		(!r->has_cluster_id || memcmp(cfg->expect_cluster, r->cluster_id, 32) != 0));
 }
 
-/* After INIT or RECOVER whose answer did not verify: ask again in a fresh session, pinned to the
- * cluster the master secret makes. The join service then binds its cluster identity into its
- * quote, so an attested answer tells whether it took our master secret. */
-static enum outcome confirm_master(const struct cluster *c, const uint8_t *ek,
-				   const uint8_t id[CLUSTER_ID_LEN], uint8_t ek_out[32],
-				   struct diag *why)
+/* The request may have reached the join service but no verified answer came back: ask again
+ * in a new session pinned to the EK and to the cluster our secret makes. Only an attested,
+ * signed answer for that cluster counts as "it took it". */
+static bool confirm_master(const struct cluster *c, const uint8_t *ek,
+			   const uint8_t id[CLUSTER_ID_LEN], uint8_t ek_out[32], struct diag *why)
 {
 	struct admin_config cfg = c->cfg;
 	struct admin_request req = { .op = ADMIN_STATUS };
 	struct admin_result out;
-	enum outcome o = UNKNOWN;
-	int ret;
+	bool took;
 
 	cfg.expect_ek = ek;
 	cfg.expect_cluster = id;
-	ret = admin_call(&cfg, &req, &out, why);
-	if (ret == 0 && out.code == WIRE_OK && out.has_members) {
+	took = admin_call(&cfg, &req, &out, why) == 0 && out.code == WIRE_OK && out.has_members;
+	if (took)
 		memcpy(ek_out, out.ek_id, 32);
-		o = TOOK_IT;
-	} else if (attested(&out) && (!ek || !memcmp(out.ek_id, ek, 32)) &&
-		   (!out.has_cluster_id || memcmp(out.cluster_id, id, CLUSTER_ID_LEN) != 0)) {
-		o = REFUSED_IT; /* the control plane we spoke to serves no cluster or another */
-	}
+	else if (!why->msg[0])
+		snprintf(why->msg, sizeof(why->msg), "%s: %s", wire_code_name(out.code),
+			 out.text);
 	admin_result_clear(&out);
-	return o;
+	return took;
 }
 
 struct init_paths {
@@ -727,22 +723,34 @@ static void print_init_result(const struct cluster_args *a, const uint8_t id[CLU
 	       id_hex, fp, ek_hex, a->opt[O_CLUSTER_OUT], a->opt[O_RECOVERY_OUT]);
 }
 
-/* Send the master secret; whether the join service took it (TOOK_IT fills ek). */
+/* Send the master secret; whether the join service took it (TOOK_IT fills ek). REFUSED_IT only
+ * when it certainly did not: it refused, or the request was never sent. */
 static enum outcome send_master(const struct cluster *c, uint16_t op, const struct kms *k,
 				const uint8_t id[CLUSTER_ID_LEN], uint8_t ek[32])
 {
 	struct admin_request req = { .op = op, .key_material = k->keys };
 	const char *what = op == ADMIN_INIT ? "init" : "recover";
 	struct admin_result out;
-	struct diag d = { { 0 } }, d2 = { { 0 } };
-	enum outcome o;
+	struct diag d = { { 0 } }, again = { { 0 } };
+	char have[65], want[65];
+	enum outcome o = UNKNOWN;
 	int ret;
 
+	/* On success admin_call has asked again in a new session, which binds the cluster
+	 * identity: out describes that one. */
 	ret = admin_call(&c->cfg, &req, &out, &d);
-	fprintf(stderr, "DEBUG ret=%d code=%u diag=%s\n", ret, out.code, d.msg);
 	if (ret == 0 && out.code == WIRE_OK) {
-		memcpy(ek, out.ek_id, 32);
-		o = TOOK_IT;
+		if (out.has_cluster_id && !memcmp(out.cluster_id, id, CLUSTER_ID_LEN)) {
+			memcpy(ek, out.ek_id, 32);
+			o = TOOK_IT;
+		} else {
+			hex_encode(id, CLUSTER_ID_LEN, want);
+			hex_encode(out.cluster_id, CLUSTER_ID_LEN, have);
+			fprintf(stderr,
+				"conclavectl: %s: the join service accepted, but then serves "
+				"cluster %s, not %s (the one this secret makes)\n",
+				what, out.has_cluster_id ? have : "(none)", want);
+		}
 	} else if (ret == 0) {
 		fprintf(stderr, "conclavectl: %s refused by the join service (%s): %s\n", what,
 			wire_code_name(out.code), out.text[0] ? out.text : "no reason given");
@@ -751,14 +759,13 @@ static enum outcome send_master(const struct cluster *c, uint16_t op, const stru
 		/* Nothing was sent: the request goes out only to an attested, pinned service. */
 		print_call_failure(what, &out, &d);
 		o = REFUSED_IT;
+	} else if (confirm_master(c, c->cfg.expect_ek ? c->cfg.expect_ek : out.ek_id, id, ek,
+				  &again)) {
+		o = TOOK_IT;
 	} else {
-		o = confirm_master(c, c->cfg.expect_ek ? c->cfg.expect_ek : out.ek_id, id, ek, &d2);
-		if (o != TOOK_IT)
-			print_call_failure(what, &out, &d);
-		if (o == UNKNOWN)
-			fprintf(stderr,
-				"conclavectl: and asking the join service again failed too: %s\n",
-				d2.msg);
+		print_call_failure(what, &out, &d);
+		fprintf(stderr, "conclavectl: %s: asking the join service again: %s\n", what,
+			again.msg);
 	}
 	admin_result_clear(&out);
 	return o;
