@@ -146,6 +146,7 @@ bench: install-deps
 	scripts/bench-datapath $(BUILD)
 	scripts/bench-membership $(BUILD)
 	scripts/bench-join $(BUILD)
+	scripts/bench-fanout $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps

@@ -131,6 +131,16 @@ int atls_fd(const struct atls_session *s);
 /* Wait until a message may be read: 1 readable (or closed), 0 after timeout_ms, -errno. */
 int atls_wait_readable(struct atls_session *s, int timeout_ms);
 
+/* Re-attestation on an established session (a node's held session): send EVIDENCE bound to this
+ * session and key, and return; the VERDICT arrives later, possibly after other messages. The
+ * verifier must know the node (no challenge). */
+int atls_send_evidence(struct atls_session *s, const struct attest_opts *base, const uint8_t *key,
+		       const uint8_t *disk_uuid, struct diag *d);
+
+/* atls_verify_peer for an EVIDENCE message already received (m stays the caller's). */
+int atls_verify_evidence_msg(struct atls_session *s, const struct atls_verifier *v,
+			     struct wire_msg *m, struct atls_peer *peer, struct diag *d);
+
 /* Whether we accepted the peer's attestation / the peer accepted ours, in this session. */
 bool atls_peer_accepted_us(const struct atls_session *s);
 bool atls_we_accepted_peer(const struct atls_session *s);

@@ -23,6 +23,15 @@ struct hub_config {
 	pthread_mutex_t *store_lock; /* ... under this lock */
 	unsigned int max_sessions;   /* 0 = HUB_DEFAULT_MAX_SESSIONS */
 	int heartbeat_ms;	     /* an empty PEER_UPDATE after this much silence; 0 = default */
+	/* A message from a held node (its re-attestation), on the hub thread: 1 = it re-attested
+	 * (its deadline starts again), 0 = fine, < 0 = close the session. NULL: any message
+	 * closes the session. */
+	int (*on_message)(void *arg, struct atls_session *s, int64_t node_id, struct wire_msg *m);
+	/* A held node whose last attestation is older than reattest_ms (0: no deadline); its
+	 * session is closed after the call. */
+	void (*on_overdue)(void *arg, int64_t node_id);
+	void *arg;
+	int reattest_ms;
 };
 
 struct hub;

@@ -59,12 +59,21 @@ struct joinclient_session;
 int joinclient_subscribe(const struct joinclient_config *c, struct join_info *out,
 			 struct joinclient_session **sess, struct diag *d);
 
+#define JOINCLIENT_REATTESTED 2
+
 /* Wait up to timeout_ms for one update and apply it to view: 1 when the view changed, 0 on a
- * heartbeat or timeout, -EACCES when this node was revoked, -ECONNRESET when the join service
- * closed the session, -ESTALE when an update does not follow our generation, -EPROTO (or
- * another -errno) on a bad update: in every error case, reconnect and rejoin (a snapshot). */
+ * heartbeat or timeout, JOINCLIENT_REATTESTED when the join service accepted our
+ * re-attestation, -EACCES when this node was revoked (or its re-attestation refused), -ECONNRESET
+ * when the join service closed the session, -ESTALE when an update does not follow our generation,
+ * -EPROTO (or another -errno) on a bad update: in every error case, reconnect and rejoin (a
+ * snapshot). */
 int joinclient_next(struct joinclient_session *sess, struct peerset *view, int timeout_ms,
 		    struct diag *d);
+
+/* Re-attest on the held session, binding wg_pubkey (a new key at rotation) and c's disk UUID;
+ * the answer arrives through joinclient_next. */
+int joinclient_reattest(struct joinclient_session *sess, const struct joinclient_config *c,
+			const uint8_t wg_pubkey[32], struct diag *d);
 
 /* The session's fd, for poll(); joinclient_next still decides whether a message is complete. */
 int joinclient_fd(const struct joinclient_session *sess);

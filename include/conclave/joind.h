@@ -18,6 +18,8 @@
 #define JOIND_DEFAULT_RATE    20.0 /* new connections per second per client address */
 #define JOIND_DEFAULT_BURST   40.0
 #define JOIND_NODE_CERT_DAYS  30 /* nodes get a fresh certificate at every (re)join */
+/* Agents re-attest every 10 minutes by default: two missed rounds and a minute of slack. */
+#define JOIND_DEFAULT_REATTEST_DEADLINE_S 1260
 
 struct joind_config {
 	const char *listen_addr; /* numeric IPv4/IPv6 address */
@@ -42,9 +44,11 @@ struct joind_config {
 	const char *recovery;
 	struct membership_config ranges;
 	/* Limits. */
-	double rate, burst;	       /* per client address; 0 = defaults */
-	unsigned int max_sessions;     /* held node sessions; 0 = HUB_DEFAULT_MAX_SESSIONS */
-	int heartbeat_ms;	       /* 0 = HUB_DEFAULT_HEARTBEAT_MS */
+	double rate, burst;	   /* per client address; 0 = defaults */
+	unsigned int max_sessions; /* held node sessions; 0 = HUB_DEFAULT_MAX_SESSIONS */
+	int heartbeat_ms;	   /* 0 = HUB_DEFAULT_HEARTBEAT_MS */
+	/* A held node that has not re-attested for this long is revoked (0: never). */
+	int reattest_deadline_ms;
 	volatile sig_atomic_t *reload; /* set (by SIGHUP) to re-read the node policy file */
 	volatile sig_atomic_t *stop;   /* set (by a signal handler) to stop serving */
 };

@@ -14,6 +14,9 @@
 
 #define TPM_NV_EK_CERT_RSA 0x01c00002u
 #define TPM_NV_EK_CERT_ECC 0x01c0000au
+/* TCG EK Credential Profile persistent handles of the RSA-2048 and ECC P-256 EKs. */
+#define TPM_EK_HANDLE_RSA 0x81010001u
+#define TPM_EK_HANDLE_ECC 0x81010002u
 /* Persistent handle of the node's AK (owner range; kept for the node's lifetime). */
 #define TPM_AK_HANDLE 0x81000a01u
 
@@ -33,7 +36,9 @@ void tpm_close(struct tpm *t);
  * *alg gets TPM2_ALG_RSA or TPM2_ALG_ECC. The caller frees *der. */
 int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, struct diag *d);
 
-/* Recreate the EK of type alg from the TCG default template; returns its public area. */
+/* Public area of the EK of type alg: the one persisted at TPM_EK_HANDLE_* if it is exactly the
+ * key the TPM's EK certificate certifies, else recreated from the TCG default template (and
+ * persisted there if the handle is free and owner auth is empty). */
 int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d);
 
 /* Load the AK from state_dir (its persistent handle and public area), or create a restricted

@@ -2,7 +2,8 @@
 # The operator's cluster commands against a real conclave-joind on a private swtpm: init (and
 # what it refuses), verify and cluster-status, revoke, restart and recover, a control plane on
 # another TPM, set-policy. Exit codes are the contract: 0 success, 1 refused, 2 usage or
-# unreadable input. Node joins are tested in test_joind.c. Prints TAP.
+# unreadable input. Node joins are tested in test_joind.c and test_control.c. Prints TAP.
+# shellcheck disable=SC2016 # jq programs name their --arg variables in single quotes
 set -u
 root=${CONCLAVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${CONCLAVE_BUILD:-$root/build}
@@ -68,14 +69,17 @@ start_joind() {
 	at=(--join "$join" --timeout-ms 5000)
 }
 
+# SIGTERM is joind's orderly stop; SIGKILL if it has not exited within 5 s.
 stop_joind() {
 	[ -n "$joind_pid" ] || return 0
 	kill "$joind_pid" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$joind_pid" 2>/dev/null || break; sleep 0.05; done
+	kill -9 "$joind_pid" 2>/dev/null
 	wait "$joind_pid" 2>/dev/null
 	joind_pid=
 }
 
-echo "1..50"
+echo "1..65"
 
 # ---- a TPM, its boot, the control-plane policy, the operator's key -------------------------
 tcti=$("$swtpm_env" start "$work/tpm") || bail "swtpm did not start"
@@ -133,6 +137,9 @@ expect 2 "init with an existing recovery file is exit 2" \
 	"${init[@]}" --recovery-out "$work/exists.rec" --cluster-out "$work/a.json"
 truth "the existing recovery file is untouched" [ "$(cat "$work/exists.rec")" = keep ]
 truth "no cluster file was written" [ ! -e "$work/a.json" ]
+expect 2 "init into a directory that does not exist is exit 2" \
+	"${init[@]}" --recovery-out "$work/x.rec" --cluster-out "$work/no/such/dir/a.json"
+truth "and it wrote no recovery file" [ ! -e "$work/x.rec" ]
 
 # ---- (3) init --------------------------------------------------------------------------------
 expect 0 "init succeeds" "${init[@]}" --recovery-out "$work/a.rec" --cluster-out "$work/a.json"
@@ -169,6 +176,13 @@ truth "--json: verified, the cluster identity, the EK, PCR 4" \
 	 (.control_plane.pcrs["4"] | length) == 64 and .members == [] and .generation >= 0' "$work/out"
 expect 0 "cluster-status passes" "$ctl" cluster-status --cluster "$work/a.json" "${to[@]}"
 contains "cluster $id: generation" "cluster-status prints the cluster and generation"
+# The same cluster file, but a control-plane policy that wants another PCR 4.
+jq '.pcrs["4"].expected = ("00" * 32)' "$work/measurements.json" >"$work/pcr4.json"
+quiet "$ctl" policy sign --key "$work/signer.key" --in "$work/pcr4.json" --out "$work/pcr4.signed"
+jq --arg p "$work/pcr4.signed" '.control_plane_policy = $p' "$work/a.json" >"$work/pcr4-cluster.json"
+expect 1 "verify refuses a control plane that does not match the control-plane policy" \
+	"$ctl" verify --cluster "$work/pcr4-cluster.json" "${to[@]}"
+contains "failed check policy" "the refusal names the failed policy check"
 
 # ---- (6) revoke ------------------------------------------------------------------------------
 expect 1 "revoke of an unknown node is refused" \
@@ -182,9 +196,11 @@ contains "not signed" "the refusal says the request is not signed by the operato
 stop_joind
 # Another cluster on the same TPM, with its own store: its recovery file is the wrong one.
 start_joind "$tcti" "$work/ak" "$chain" "$work/other.db"
-expect 0 "init of another cluster (own store)" \
+expect 0 "init of another cluster (own store), --json" \
 	"$ctl" init --join "$join" "${trust[@]}" --operator-key "$work/operator.key" "${at[@]}" \
-	--recovery-out "$work/other.rec" --cluster-out "$work/other.json"
+	--recovery-out "$work/other.rec" --cluster-out "$work/other.json" --json
+truth "init --json names the cluster of the cluster file it wrote" \
+	jq -e --arg id "$(jq -r .cluster_id "$work/other.json")" '.cluster_id == $id' "$work/out"
 stop_joind
 start_joind "$tcti" "$work/ak" "$chain" "$work/a.db"
 expect 1 "after a restart without --recovery, verify fails" "$ctl" verify --cluster "$work/a.json" "${at[@]}"

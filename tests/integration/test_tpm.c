@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The TPM modules against a real swtpm: EK certificate, AK lifecycle, credential activation
- * (software MakeCredential, RSA and ECC EKs), quotes checked with OpenSSL alone, PCRs. */
+ * (software MakeCredential, RSA and ECC EKs), the EK persisted at its TCG handle, quotes checked
+ * with OpenSSL alone, PCRs. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <tss2_mu.h>
+#include <tss2_tctildr.h>
 
 #include "conclave/tpm.h"
 #include "conclave/tpmobj.h"
@@ -427,6 +430,357 @@ static void activation_blob_with_a_flipped_byte_is_refused(void **state)
 	}
 }
 
+/* Raw ESAPI on the test's swtpm, to set up or inspect what the module must cope with. The swtpm
+ * serves one connection at a time, so this closes f->tpm; raw_close reopens it. */
+struct raw {
+	TSS2_TCTI_CONTEXT *tcti;
+	ESYS_CONTEXT *ctx;
+};
+
+static ESYS_CONTEXT *raw_open(struct fx *f, struct raw *r)
+{
+	tpm_close(f->tpm);
+	f->tpm = NULL;
+	assert_int_equal(Tss2_TctiLdr_Initialize(f->sw.tcti, &r->tcti), TSS2_RC_SUCCESS);
+	assert_int_equal(Esys_Initialize(&r->ctx, r->tcti, NULL), TSS2_RC_SUCCESS);
+	return r->ctx;
+}
+
+static void raw_close(struct fx *f, struct raw *r)
+{
+	Esys_Finalize(&r->ctx);
+	Tss2_TctiLdr_Finalize(&r->tcti);
+	fx_open(f);
+}
+
+/* Handles the TPM holds in first's range (persistent objects, or transient ones left behind). */
+static uint32_t count_handles(ESYS_CONTEXT *ctx, TPM2_HANDLE first)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	uint32_t n = 0;
+
+	assert_int_equal(Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					    TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, &more,
+					    &cap),
+			 TSS2_RC_SUCCESS);
+	for (uint32_t i = 0; i < cap->data.handles.count; i++)
+		n += cap->data.handles.handle[i] >> TPM2_HR_SHIFT == first >> TPM2_HR_SHIFT;
+	Esys_Free(cap);
+	return n;
+}
+
+static bool has_handle(ESYS_CONTEXT *ctx, TPM2_HANDLE h)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	bool found;
+
+	assert_int_equal(Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					    TPM2_CAP_HANDLES, h, 1, &more, &cap),
+			 TSS2_RC_SUCCESS);
+	found = cap->data.handles.count == 1 && cap->data.handles.handle[0] == h;
+	Esys_Free(cap);
+	return found;
+}
+
+static void read_public_at(ESYS_CONTEXT *ctx, TPM2_HANDLE h, TPM2B_PUBLIC *pub)
+{
+	TPM2B_PUBLIC *out = NULL;
+	ESYS_TR tr;
+
+	assert_int_equal(Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					       &tr),
+			 TSS2_RC_SUCCESS);
+	assert_int_equal(Esys_ReadPublic(ctx, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out,
+					 NULL, NULL),
+			 TSS2_RC_SUCCESS);
+	*pub = *out;
+	Esys_Free(out);
+	Esys_TR_Close(ctx, &tr);
+}
+
+/* swtpm_setup persists the RSA EK at 0x81010001: evict it for a TPM that has no persisted EK. */
+static void evict(ESYS_CONTEXT *ctx, TPM2_HANDLE h)
+{
+	ESYS_TR tr, none;
+
+	assert_int_equal(Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					       &tr),
+			 TSS2_RC_SUCCESS);
+	assert_int_equal(Esys_EvictControl(ctx, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD,
+					   ESYS_TR_NONE, ESYS_TR_NONE, h, &none),
+			 TSS2_RC_SUCCESS);
+	assert_false(has_handle(ctx, h));
+}
+
+/* Create a primary key from tmpl under hierarchy and persist it at h; *pub gets its public. */
+static void persist_primary(ESYS_CONTEXT *ctx, ESYS_TR hierarchy, const TPM2B_PUBLIC *tmpl,
+			    TPM2_HANDLE h, TPM2B_PUBLIC *pub)
+{
+	const TPM2B_SENSITIVE_CREATE sens = { 0 };
+	const TPML_PCR_SELECTION no_pcrs = { 0 };
+	const TPM2B_DATA no_info = { 0 };
+	TPM2B_PUBLIC *out = NULL;
+	ESYS_TR key, persisted;
+
+	assert_int_equal(Esys_CreatePrimary(ctx, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+					    ESYS_TR_NONE, &sens, tmpl, &no_info, &no_pcrs, &key,
+					    &out, NULL, NULL, NULL),
+			 TSS2_RC_SUCCESS);
+	assert_int_equal(Esys_EvictControl(ctx, ESYS_TR_RH_OWNER, key, ESYS_TR_PASSWORD,
+					   ESYS_TR_NONE, ESYS_TR_NONE, h, &persisted),
+			 TSS2_RC_SUCCESS);
+	Esys_FlushContext(ctx, key);
+	Esys_TR_Close(ctx, &persisted);
+	*pub = *out;
+	Esys_Free(out);
+}
+
+/* Change the endorsement hierarchy's password from old to new (both may be ""). */
+static void endorsement_auth(ESYS_CONTEXT *ctx, const char *old, const char *new)
+{
+	TPM2B_AUTH a = { .size = (uint16_t)strlen(old) }, b = { .size = (uint16_t)strlen(new) };
+
+	memcpy(a.buffer, old, a.size);
+	memcpy(b.buffer, new, b.size);
+	assert_int_equal(Esys_TR_SetAuth(ctx, ESYS_TR_RH_ENDORSEMENT, &a), TSS2_RC_SUCCESS);
+	assert_int_equal(Esys_HierarchyChangeAuth(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+						  ESYS_TR_NONE, ESYS_TR_NONE, &b),
+			 TSS2_RC_SUCCESS);
+}
+
+static bool public_equal(const TPM2B_PUBLIC *a, const TPM2B_PUBLIC *b)
+{
+	uint8_t na[TPMOBJ_NAME_MAX], nb[TPMOBJ_NAME_MAX];
+	size_t la, lb;
+
+	assert_int_equal(tpmobj_name(&a->publicArea, na, &la), 0);
+	assert_int_equal(tpmobj_name(&b->publicArea, nb, &lb), 0);
+	return la == lb && memcmp(na, nb, la) == 0;
+}
+
+/* The EK a verifier wraps credentials to: the key in the TPM's RSA EK certificate. */
+static void certified_rsa_ek(struct fx *f, TPM2B_PUBLIC *ek)
+{
+	struct diag d = { 0 };
+	X509 *cert = read_ek_cert(f);
+
+	if (tpmobj_ek_from_cert(cert, ek, &d) < 0)
+		fail_msg("tpmobj_ek_from_cert: %s", d.msg);
+	X509_free(cert);
+}
+
+/* Enroll an AK under the ekalg EK (if not yet) and activate a fresh credential made for ek. */
+static void enroll_and_activate(struct fx *f, uint16_t ekalg, const TPM2B_PUBLIC *ek)
+{
+	uint8_t name[TPMOBJ_NAME_MAX], cred[32];
+	struct diag d = { 0 };
+	size_t nlen;
+
+	if (tpm_ak_ensure(f->tpm, f->state, ekalg, &f->ak, &d) < 0)
+		fail_msg("tpm_ak_ensure: %s", d.msg);
+	assert_int_equal(RAND_bytes(cred, sizeof(cred)), 1);
+	ak_name(&f->ak, name, &nlen);
+	if (activate(f, &f->ak, ek, name, nlen, cred, sizeof(cred), 0, &d) < 0)
+		fail_msg("tpm_activate: %s", d.msg);
+}
+
+/* Persisted after first use, then reused as is: with the endorsement password changed, a
+ * TPM2_CreatePrimary under the endorsement hierarchy (empty password) could not succeed. */
+static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
+{
+	struct fx *f = *state;
+	TPM2B_PUBLIC certified, first, second, held;
+	struct diag d = { 0 };
+	uint32_t persistent;
+	struct raw r;
+
+	certified_rsa_ek(f, &certified);
+	evict(raw_open(f, &r), TPM_EK_HANDLE_RSA);
+	persistent = count_handles(r.ctx, TPM2_PERSISTENT_FIRST);
+	raw_close(f, &r);
+
+	if (tpm_ek_public(f->tpm, TPM2_ALG_RSA, &first, &d) < 0)
+		fail_msg("tpm_ek_public: %s", d.msg);
+	assert_true(public_equal(&first, &certified));
+	raw_open(f, &r);
+	assert_true(has_handle(r.ctx, TPM_EK_HANDLE_RSA));
+	read_public_at(r.ctx, TPM_EK_HANDLE_RSA, &held);
+	assert_true(public_equal(&held, &certified));
+	assert_int_equal(count_handles(r.ctx, TPM2_PERSISTENT_FIRST), persistent + 1);
+	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0); /* transient EK flushed */
+	endorsement_auth(r.ctx, "", "no-createprimary");
+	raw_close(f, &r);
+
+	if (tpm_ek_public(f->tpm, TPM2_ALG_RSA, &second, &d) < 0)
+		fail_msg("tpm_ek_public (second use): %s", d.msg);
+	assert_true(public_equal(&second, &certified));
+	raw_open(f, &r);
+	endorsement_auth(r.ctx, "no-createprimary", "");
+	assert_int_equal(count_handles(r.ctx, TPM2_PERSISTENT_FIRST), persistent + 1);
+	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+	raw_close(f, &r);
+}
+
+/* Someone else's key at 0x81010001 is neither used nor evicted: the EK is recreated and
+ * activation works. Impostors: the EK template under the owner hierarchy (everything but the
+ * key matches) and an ordinary ECC storage key. */
+static void impostor_at_the_ek_handle_is_left_in_place_and_not_used(void **state)
+{
+	TPM2B_PUBLIC impostors[2], certified, ek, held;
+	struct fx *f = *state;
+	struct diag d = { 0 };
+	struct raw r;
+
+	tpmobj_ek_template(TPM2_ALG_RSA, &impostors[0]);
+	memset(&impostors[1], 0, sizeof(impostors[1]));
+	impostors[1].publicArea = (TPMT_PUBLIC){
+		.type = TPM2_ALG_ECC,
+		.nameAlg = TPM2_ALG_SHA256,
+		.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT |
+				    TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+				    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH,
+		.parameters.eccDetail = { .symmetric = { .algorithm = TPM2_ALG_AES,
+							 .keyBits.aes = 128,
+							 .mode.aes = TPM2_ALG_CFB },
+					  .scheme.scheme = TPM2_ALG_NULL,
+					  .curveID = TPM2_ECC_NIST_P256,
+					  .kdf.scheme = TPM2_ALG_NULL },
+	};
+	certified_rsa_ek(f, &certified);
+	for (size_t i = 0; i < 2; i++) {
+		TPM2B_PUBLIC impostor;
+
+		evict(raw_open(f, &r), TPM_EK_HANDLE_RSA);
+		persist_primary(r.ctx, ESYS_TR_RH_OWNER, &impostors[i], TPM_EK_HANDLE_RSA,
+				&impostor);
+		raw_close(f, &r);
+
+		if (tpm_ek_public(f->tpm, TPM2_ALG_RSA, &ek, &d) < 0)
+			fail_msg("tpm_ek_public: %s", d.msg);
+		assert_true(public_equal(&ek, &certified));
+		enroll_and_activate(f, TPM2_ALG_RSA, &certified);
+
+		raw_open(f, &r);
+		read_public_at(r.ctx, TPM_EK_HANDLE_RSA, &held);
+		assert_true(public_equal(&held, &impostor));
+		assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+		raw_close(f, &r);
+	}
+}
+
+static void activation_works_across_sessions_with_the_persisted_ek(void **state)
+{
+	struct fx *f = *state;
+	TPM2B_PUBLIC certified;
+	struct raw r;
+
+	certified_rsa_ek(f, &certified);
+	evict(raw_open(f, &r), TPM_EK_HANDLE_RSA);
+	raw_close(f, &r);
+	/* First session: the AK is created under the EK, which gets persisted. */
+	enroll_and_activate(f, TPM2_ALG_RSA, &certified);
+	tpm_close(f->tpm);
+	f->tpm = NULL;
+	/* Second session: the recorded AK, the persisted EK. */
+	fx_open(f);
+	enroll_and_activate(f, TPM2_ALG_RSA, &certified);
+	raw_open(f, &r);
+	assert_true(has_handle(r.ctx, TPM_EK_HANDLE_RSA));
+	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+	raw_close(f, &r);
+}
+
+/* A self-signed certificate for ek's key, as a stand-in for a manufacturer's EK certificate. */
+static int cert_for(const TPM2B_PUBLIC *ek, uint8_t **der)
+{
+	EVP_PKEY *key = NULL, *signer = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	struct diag d = { 0 };
+	int len;
+
+	assert_non_null(signer);
+	assert_non_null(x);
+	assert_int_equal(tpmobj_pubkey(&ek->publicArea, &key, &d), 0);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	assert_int_equal(X509_set_pubkey(x, key), 1);
+	assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
+	*der = NULL;
+	len = i2d_X509(x, der);
+	assert_true(len > 0);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(signer);
+	return len;
+}
+
+/* Define NV index (owner auth, empty) holding data. */
+static void nv_store(ESYS_CONTEXT *ctx, TPM2_HANDLE index, const uint8_t *data, uint16_t len)
+{
+	const TPM2B_AUTH no_auth = { 0 };
+	TPM2B_NV_PUBLIC pub = {
+		.nvPublic = { .nvIndex = index,
+			      .nameAlg = TPM2_ALG_SHA256,
+			      .attributes = TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD |
+					    TPMA_NV_AUTHREAD | TPMA_NV_NO_DA,
+			      .dataSize = len },
+	};
+	ESYS_TR nv;
+
+	assert_int_equal(Esys_NV_DefineSpace(ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+					     ESYS_TR_NONE, &no_auth, &pub, &nv),
+			 TSS2_RC_SUCCESS);
+	for (uint16_t off = 0; off < len; off += 512) {
+		TPM2B_MAX_NV_BUFFER chunk = { .size = len - off < 512 ? len - off : 512 };
+
+		memcpy(chunk.buffer, data + off, chunk.size);
+		assert_int_equal(Esys_NV_Write(ctx, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD,
+					       ESYS_TR_NONE, ESYS_TR_NONE, &chunk, off),
+				 TSS2_RC_SUCCESS);
+	}
+	Esys_TR_Close(ctx, &nv);
+}
+
+/* The swtpm has no P-256 EK certificate: the ECC EK stays transient until one is provisioned,
+ * then it is persisted at 0x81010002 and reused. */
+static void ecc_ek_is_persisted_at_its_own_handle_once_certified(void **state)
+{
+	struct fx *f = *state;
+	TPM2B_PUBLIC ek, again;
+	struct diag d = { 0 };
+	uint8_t *der;
+	struct raw r;
+	int len;
+
+	if (tpm_ek_public(f->tpm, TPM2_ALG_ECC, &ek, &d) < 0)
+		fail_msg("tpm_ek_public(ECC): %s", d.msg);
+	len = cert_for(&ek, &der);
+	raw_open(f, &r);
+	assert_false(has_handle(r.ctx, TPM_EK_HANDLE_ECC)); /* uncertified: not persisted */
+	nv_store(r.ctx, TPM_NV_EK_CERT_ECC, der, (uint16_t)len);
+	raw_close(f, &r);
+	OPENSSL_free(der);
+
+	if (tpm_ek_public(f->tpm, TPM2_ALG_ECC, &again, &d) < 0)
+		fail_msg("tpm_ek_public(ECC, certified): %s", d.msg);
+	assert_true(public_equal(&again, &ek));
+	raw_open(f, &r);
+	read_public_at(r.ctx, TPM_EK_HANDLE_ECC, &again);
+	assert_true(public_equal(&again, &ek));
+	endorsement_auth(r.ctx, "", "no-createprimary");
+	raw_close(f, &r);
+	if (tpm_ek_public(f->tpm, TPM2_ALG_ECC, &again, &d) < 0)
+		fail_msg("tpm_ek_public(ECC, persisted): %s", d.msg);
+	assert_true(public_equal(&again, &ek));
+	endorsement_auth(raw_open(f, &r), "no-createprimary", "");
+	raw_close(f, &r);
+	enroll_and_activate(f, TPM2_ALG_ECC, &ek);
+}
+
 /* Verify an ECDSA TPMT_SIGNATURE over data with the AK, as a verifier would: 1 if valid. */
 static int ecdsa_verify(const struct tpm_ak *ak, const uint8_t *sig, size_t sig_len,
 			const uint8_t *data, size_t len)
@@ -591,6 +945,14 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(ecc_ek_activation_returns_the_credential, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(ek_is_persisted_at_the_profile_handle_and_reused,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+		    impostor_at_the_ek_handle_is_left_in_place_and_not_used, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+		    activation_works_across_sessions_with_the_persisted_ek, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(ecc_ek_is_persisted_at_its_own_handle_once_certified,
+						fx_setup, fx_teardown),
 		cmocka_unit_test(open_on_a_missing_socket_gives_a_clear_error),
 	};
 	int failed = 0;

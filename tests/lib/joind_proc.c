@@ -23,7 +23,7 @@ static int64_t now_ms(void)
 
 static void exec_joind(const struct joind_args *a)
 {
-	char bin[PATH_MAX], workers[16], timeout[16];
+	char bin[PATH_MAX], workers[16], timeout[16], deadline[16];
 	char *argv[64];
 	int n = 0, fd;
 
@@ -52,6 +52,10 @@ static void exec_joind(const struct joind_args *a)
 		ARG("--operator-key", a->operator_key);
 	if (a->enforce)
 		argv[n++] = "--enforce";
+	snprintf(deadline, sizeof(deadline), "%d",
+		 a->reattest_deadline_s < 0 ? 0 : a->reattest_deadline_s);
+	if (a->reattest_deadline_s)
+		ARG("--reattest-deadline-s", deadline);
 	ARG("--overlay-v4", a->overlay_v4);
 	ARG("--overlay-v6", a->overlay_v6);
 	ARG("--pod-pool", a->pod_pool);

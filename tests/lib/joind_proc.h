@@ -14,6 +14,7 @@ struct joind_args {
 	const char *recovery;	  /* NULL: joind waits for init or recover */
 	const char *operator_key; /* NULL: no operator requests that change the cluster */
 	bool enforce;
+	int reattest_deadline_s; /* 0: joind's default; < 0: never */
 	const char *overlay_v4, *overlay_v6, *pod_pool;
 	int workers;
 	int timeout_ms; /* 0: joind's default */

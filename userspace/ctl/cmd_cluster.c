@@ -5,6 +5,7 @@
  * the cluster identity for every later command. */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <json.h>
 #include <openssl/evp.h>
@@ -28,7 +30,7 @@
 
 #define CLUSTER_FILE_VERSION  1
 #define CLUSTER_FILE_MAX_SIZE (64u << 10)
-#define HOSTPORT_MAX	      (64 + 8) /* "[" IPv6 "]:" port */
+#define HOSTPORT_MAX	      (INET6_ADDRSTRLEN + 8) /* "[" IPv6 "]:" port */
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -79,10 +81,9 @@ struct cluster_cmd {
 	int (*run)(const struct cluster_args *a);
 };
 
-#define CONNECT_HELP                                                                         \
-	"  --cluster FILE       the cluster file 'conclavectl init' wrote (address, pins, "  \
-	"policy)\n"                                                                          \
-	"  --join HOST:PORT     reach the join service here instead of the file's address\n" \
+#define CONNECT_HELP                                                                           \
+	"  --cluster FILE       the cluster file from 'conclavectl init' (address and pins)\n" \
+	"  --join HOST:PORT     reach the join service here instead of the file's address\n"   \
 	"  --timeout-ms N       deadline per message and handshake (default 10000)\n"
 #define EXIT_HELP                                                                                \
 	"\nExit status: 0 success, 1 refused or failed (the reason is printed), 2 usage error\n" \
@@ -113,8 +114,11 @@ static void cluster_free(struct cluster *c)
 
 static int set_address(struct cluster *c, const char *hostport)
 {
+	struct in6_addr a;
+
 	if (snprintf(c->join, sizeof(c->join), "%s", hostport) >= (int)sizeof(c->join) ||
-	    net_parse_hostport(hostport, c->host, sizeof(c->host), &c->cfg.port) < 0) {
+	    net_parse_hostport(hostport, c->host, sizeof(c->host), &c->cfg.port) < 0 ||
+	    (inet_pton(AF_INET, c->host, &a) != 1 && inet_pton(AF_INET6, c->host, &a) != 1)) {
 		fprintf(stderr,
 			"conclavectl: bad join address '%s': want IPV4:PORT or [IPV6]:PORT\n",
 			hostport);
@@ -364,7 +368,7 @@ struct status_view {
 static void judge(int ret, const struct admin_result *r, const struct diag *d,
 		  const struct cluster *c, struct status_view *v)
 {
-	v->cluster_id = r->has_cluster_id ? r->cluster_id : c->id;
+	v->cluster_id = c->id; /* what the pins made the join service prove */
 	for (size_t i = 0; r->has_members && i < r->members.n; i++) {
 		if (r->members.members[i].active)
 			v->active++;
@@ -548,8 +552,8 @@ static void print_status_json(const struct admin_result *r, const struct status_
 		for (size_t i = 0; i < r->members.n; i++)
 			json_object_array_add(members, member_json(&r->members.members[i]));
 		json_object_object_add(root, "members", members);
-		json_object_object_add(root, "active", json_object_new_int(v->active));
-		json_object_object_add(root, "revoked", json_object_new_int(v->revoked));
+		json_object_object_add(root, "active", json_object_new_int64(v->active));
+		json_object_object_add(root, "revoked", json_object_new_int64(v->revoked));
 	} else {
 		json_object_object_add(root, "members", json_object_new_array());
 	}
@@ -646,8 +650,7 @@ static bool confirm_master(const struct cluster *c, const uint8_t *ek,
 	if (took)
 		memcpy(ek_out, out.ek_id, 32);
 	else if (!why->msg[0])
-		snprintf(why->msg, sizeof(why->msg), "%s: %s", wire_code_name(out.code),
-			 out.text);
+		snprintf(why->msg, sizeof(why->msg), "%s: %s", wire_code_name(out.code), out.text);
 	admin_result_clear(&out);
 	return took;
 }
@@ -771,6 +774,26 @@ static enum outcome send_master(const struct cluster *c, uint16_t op, const stru
 	return o;
 }
 
+/* Refuse before contacting anything if the cluster file could not be written afterwards. */
+static bool cluster_out_unusable(const char *path)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	if (lstat(path, &st) == 0) {
+		fprintf(stderr, "conclavectl: cluster file %s exists; init never overwrites it\n",
+			path);
+		return true;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (access(dirname(dir), W_OK) < 0) {
+		fprintf(stderr, "conclavectl: cannot create the cluster file %s: %s\n", path,
+			strerror(errno));
+		return true;
+	}
+	return false;
+}
+
 static int run_init(const struct cluster_args *a)
 {
 	const char *rec = a->opt[O_RECOVERY_OUT], *cluster_out = a->opt[O_CLUSTER_OUT];
@@ -785,11 +808,8 @@ static int run_init(const struct cluster_args *a)
 
 	if (set_address(&c, a->opt[O_JOIN]) < 0)
 		goto out;
-	if (lstat(cluster_out, &st) == 0) {
-		fprintf(stderr, "conclavectl: cluster file %s exists; init never overwrites it\n",
-			cluster_out);
+	if (cluster_out_unusable(cluster_out))
 		goto out;
-	}
 	ret = load_trust(&c, a->opt[O_CP_POLICY], a->opt[O_POLICY_KEY], a->opt[O_EK_ROOTS]);
 	if (ret == EXIT_OK)
 		ret = load_operator_key(&c, a->opt[O_OPERATOR_KEY]);
@@ -809,6 +829,12 @@ static int run_init(const struct cluster_args *a)
 	/* The operator's copy exists before the join service ever holds the secret. */
 	if (kms_recovery_write(k, rec, &d) < 0) {
 		fprintf(stderr, "conclavectl: %s\n", d.msg);
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (lstat(cluster_out, &st) == 0) { /* the same file under another name */
+		unlink(rec);
+		fprintf(stderr, "conclavectl: --cluster-out and --recovery-out name one file\n");
 		ret = EXIT_USAGE;
 		goto out;
 	}
@@ -987,73 +1013,115 @@ static int run_set_policy(const struct cluster_args *a)
 
 #define CONNECT_OPTS (BIT(O_CLUSTER) | BIT(O_JOIN) | BIT(O_TIMEOUT))
 
-static const struct cluster_cmd cmd_table[] = {
-	{ "init",
-	  "usage: conclavectl init --join HOST:PORT --cp-policy FILE --policy-key FILE\n"
-	  "                        --ek-roots FILE --operator-key FILE --recovery-out FILE\n"
-	  "                        --cluster-out FILE [--timeout-ms N] [--json]\n"
-	  "Start a new cluster on a fresh join service: attest it against the control-plane\n"
-	  "policy, generate the cluster's master secret here, write it to the recovery file,\n"
-	  "then hand it over the attested channel with the operator's signature.\n\n"
-	  "  --join HOST:PORT     the join service (numeric address)\n"
-	  "  --cp-policy FILE     signed measurements policy the control plane must satisfy\n"
-	  "  --policy-key FILE    Ed25519 public key (PEM) that signed it\n"
-	  "  --ek-roots FILE      PEM bundle of EK manufacturer roots for the control plane's TPM\n"
-	  "  --operator-key FILE  the operator's Ed25519 private key (PEM); the join service "
-	  "knows\n"
-	  "                       its public half (conclave-joind --operator-key)\n"
-	  "  --recovery-out FILE  new file (0600, never overwritten) for the master secret; keep\n"
-	  "                       it offline: it is the only way to recover the cluster\n"
-	  "  --cluster-out FILE   new file (0644) for the cluster's identity and pins, what every\n"
-	  "                       other cluster command reads with --cluster\n"
-	  "  --timeout-ms N       deadline per message and handshake (default 10000)\n"
-	  "  --json               print the result as JSON\n" EXIT_HELP,
-	  BIT(O_JOIN) | BIT(O_CP_POLICY) | BIT(O_POLICY_KEY) | BIT(O_EK_ROOTS) |
-	      BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY_OUT) | BIT(O_CLUSTER_OUT) | BIT(O_TIMEOUT) |
-	      BIT(O_JSON),
-	  BIT(O_JOIN) | BIT(O_CP_POLICY) | BIT(O_POLICY_KEY) | BIT(O_EK_ROOTS) |
-	      BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY_OUT) | BIT(O_CLUSTER_OUT),
-	  false, run_init },
-	{ "verify",
-	  "usage: conclavectl verify --cluster FILE [--join HOST:PORT] [--timeout-ms N] [--json]\n"
-	  "Verify the whole cluster: the join service attests against the control-plane policy\n"
-	  "with the pinned EK and binds the pinned cluster identity; its member list must be\n"
-	  "signed by that cluster's CA for this session. Prints the control plane's PCRs, the CA\n"
-	  "certificate's fingerprint and every member.\n\n" CONNECT_HELP
-	  "  --json               print everything as one JSON object\n" EXIT_HELP,
-	  CONNECT_OPTS | BIT(O_JSON), BIT(O_CLUSTER), false, run_verify },
-	{ "cluster-status",
-	  "usage: conclavectl cluster-status --cluster FILE [--join HOST:PORT] [--timeout-ms N]\n"
-	  "                                  [--json]\n"
-	  "The checks of 'conclavectl verify', one line per member.\n\n" CONNECT_HELP
-	  "  --json               print everything as one JSON object\n" EXIT_HELP,
-	  CONNECT_OPTS | BIT(O_JSON), BIT(O_CLUSTER), false, run_cluster_status },
-	{ "recover",
-	  "usage: conclavectl recover --cluster FILE --operator-key FILE --recovery FILE\n"
-	  "                           [--join HOST:PORT] [--timeout-ms N]\n"
-	  "Give a restarted join service its cluster's master secret back. The recovery file\n"
-	  "must hold this cluster's secret (checked here first); the join service must be the\n"
-	  "pinned control plane and checks the secret against its store.\n\n" CONNECT_HELP
-	  "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n"
-	  "  --recovery FILE      the recovery file 'conclavectl init' wrote\n" EXIT_HELP,
-	  CONNECT_OPTS | BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY),
-	  BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY), false, run_recover },
-	{ "revoke",
-	  "usage: conclavectl revoke --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
-	  "                          [--timeout-ms N] NODE_ID\n"
-	  "Remove a member: its peers drop it with the next peer-set generation.\n\n" CONNECT_HELP
-	  "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n" EXIT_HELP,
-	  CONNECT_OPTS | BIT(O_OPERATOR_KEY), BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY), true,
-	  run_revoke },
-	{ "set-policy",
-	  "usage: conclavectl set-policy --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
-	  "                              [--timeout-ms N] POLICY_FILE\n"
-	  "Replace the node policy: POLICY_FILE is a signed policy ('conclavectl policy sign')\n"
-	  "by the key the join service trusts for node policies. Lists the members that do not\n"
-	  "match it.\n\n" CONNECT_HELP
-	  "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n" EXIT_HELP,
-	  CONNECT_OPTS | BIT(O_OPERATOR_KEY), BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY), true,
-	  run_set_policy },
+static const char init_usage[] =
+    "usage: conclavectl init --join HOST:PORT --cp-policy FILE --policy-key FILE\n"
+    "                        --ek-roots FILE --operator-key FILE --recovery-out FILE\n"
+    "                        --cluster-out FILE [--timeout-ms N] [--json]\n"
+    "Start a new cluster on a fresh join service: attest it against the control-plane\n"
+    "policy, generate the cluster's master secret here, write it to the recovery file,\n"
+    "then hand it over the attested channel with the operator's signature.\n\n"
+    "  --join HOST:PORT     the join service (numeric address)\n"
+    "  --cp-policy FILE     signed measurements policy the control plane must satisfy\n"
+    "  --policy-key FILE    Ed25519 public key (PEM) that signed it\n"
+    "  --ek-roots FILE      PEM bundle of EK manufacturer roots for its TPM\n"
+    "  --operator-key FILE  the operator's Ed25519 private key (PEM); the join service\n"
+    "                       knows its public half (conclave-joind --operator-key)\n"
+    "  --recovery-out FILE  new file (0600, never overwritten) for the master secret;\n"
+    "                       keep it offline: it is the only way to recover the cluster\n"
+    "  --cluster-out FILE   new file (0644) for the cluster's identity and pins, what\n"
+    "                       every other cluster command reads with --cluster\n"
+    "  --timeout-ms N       deadline per message and handshake (default 10000)\n"
+    "  --json               print the result as JSON\n" EXIT_HELP;
+
+static const char verify_usage[] =
+    "usage: conclavectl verify --cluster FILE [--join HOST:PORT] [--timeout-ms N] [--json]\n"
+    "Verify the whole cluster: the join service attests against the control-plane policy\n"
+    "with the pinned EK and binds the pinned cluster identity; its member list must be\n"
+    "signed by that cluster's CA for this session. Prints the control plane's PCRs, the\n"
+    "CA certificate's fingerprint and every member.\n\n" CONNECT_HELP
+    "  --json               print everything as one JSON object\n" EXIT_HELP;
+
+static const char status_usage[] =
+    "usage: conclavectl cluster-status --cluster FILE [--join HOST:PORT] [--timeout-ms N]\n"
+    "                                  [--json]\n"
+    "The checks of 'conclavectl verify', one line per member.\n\n" CONNECT_HELP
+    "  --json               print everything as one JSON object\n" EXIT_HELP;
+
+static const char recover_usage[] =
+    "usage: conclavectl recover --cluster FILE --operator-key FILE --recovery FILE\n"
+    "                           [--join HOST:PORT] [--timeout-ms N]\n"
+    "Give a restarted join service its cluster's master secret back. The recovery file\n"
+    "must hold this cluster's secret (checked here first); the join service must be the\n"
+    "pinned control plane, and checks the secret against its store.\n\n" CONNECT_HELP
+    "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n"
+    "  --recovery FILE      the recovery file 'conclavectl init' wrote\n" EXIT_HELP;
+
+static const char revoke_usage[] =
+    "usage: conclavectl revoke --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
+    "                          [--timeout-ms N] NODE_ID\n"
+    "Remove a member: its peers drop it with the next peer-set generation.\n\n" CONNECT_HELP
+    "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n" EXIT_HELP;
+
+static const char set_policy_usage[] =
+    "usage: conclavectl set-policy --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
+    "                              [--timeout-ms N] POLICY_FILE\n"
+    "Replace the node policy: POLICY_FILE is a signed policy ('conclavectl policy sign')\n"
+    "by the key the join service trusts for node policies. Lists the members that do\n"
+    "not match it.\n\n" CONNECT_HELP
+    "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n" EXIT_HELP;
+
+#define INIT_OPTS                                                               \
+	(BIT(O_JOIN) | BIT(O_CP_POLICY) | BIT(O_POLICY_KEY) | BIT(O_EK_ROOTS) | \
+	 BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY_OUT) | BIT(O_CLUSTER_OUT))
+
+static const struct cluster_cmd init_cmd = {
+	.name = "init",
+	.usage = init_usage,
+	.allowed = INIT_OPTS | BIT(O_TIMEOUT) | BIT(O_JSON),
+	.required = INIT_OPTS,
+	.run = run_init,
+};
+
+static const struct cluster_cmd verify_cmd = {
+	.name = "verify",
+	.usage = verify_usage,
+	.allowed = CONNECT_OPTS | BIT(O_JSON),
+	.required = BIT(O_CLUSTER),
+	.run = run_verify,
+};
+
+static const struct cluster_cmd status_cmd = {
+	.name = "cluster-status",
+	.usage = status_usage,
+	.allowed = CONNECT_OPTS | BIT(O_JSON),
+	.required = BIT(O_CLUSTER),
+	.run = run_cluster_status,
+};
+
+static const struct cluster_cmd recover_cmd = {
+	.name = "recover",
+	.usage = recover_usage,
+	.allowed = CONNECT_OPTS | BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY),
+	.required = BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY) | BIT(O_RECOVERY),
+	.run = run_recover,
+};
+
+static const struct cluster_cmd revoke_cmd = {
+	.name = "revoke",
+	.usage = revoke_usage,
+	.allowed = CONNECT_OPTS | BIT(O_OPERATOR_KEY),
+	.required = BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY),
+	.operand = true,
+	.run = run_revoke,
+};
+
+static const struct cluster_cmd set_policy_cmd = {
+	.name = "set-policy",
+	.usage = set_policy_usage,
+	.allowed = CONNECT_OPTS | BIT(O_OPERATOR_KEY),
+	.required = BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY),
+	.operand = true,
+	.run = run_set_policy,
 };
 
 static int usage_error(const struct cluster_cmd *cmd)
@@ -1083,6 +1151,7 @@ static int cluster_main(const struct cluster_cmd *cmd, int argc, char **argv)
 	int c;
 
 	optind = 1;
+	opterr = 0; /* our own messages, with our prefix */
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		unsigned int o = (unsigned int)c - 256;
 
@@ -1094,6 +1163,10 @@ static int cluster_main(const struct cluster_cmd *cmd, int argc, char **argv)
 			if (c >= 256 && o < O_COUNT)
 				fprintf(stderr, "conclavectl: %s takes no --%s\n", cmd->name,
 					long_opts[o].name);
+			else
+				fprintf(stderr,
+					"conclavectl: %s: unknown option or missing value: %s\n",
+					cmd->name, argv[optind - 1]);
 			return usage_error(cmd);
 		}
 		a.opt[o] = optarg ? optarg : "";
@@ -1104,8 +1177,11 @@ static int cluster_main(const struct cluster_cmd *cmd, int argc, char **argv)
 				long_opts[o].name);
 			return usage_error(cmd);
 		}
-	if (optind != argc - (cmd->operand ? 1 : 0))
+	if (optind != argc - (cmd->operand ? 1 : 0)) {
+		fprintf(stderr, "conclavectl: %s takes %s\n", cmd->name,
+			cmd->operand ? "one argument after its options" : "no arguments");
 		return usage_error(cmd);
+	}
 	if (cmd->operand)
 		a.operand = argv[optind];
 	if (a.opt[O_TIMEOUT] && parse_timeout(a.opt[O_TIMEOUT], &a.timeout_ms) < 0)
@@ -1116,30 +1192,30 @@ static int cluster_main(const struct cluster_cmd *cmd, int argc, char **argv)
 
 int cmd_init(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[0], argc, argv);
+	return cluster_main(&init_cmd, argc, argv);
 }
 
 int cmd_verify(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[1], argc, argv);
+	return cluster_main(&verify_cmd, argc, argv);
 }
 
 int cmd_cluster_status(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[2], argc, argv);
+	return cluster_main(&status_cmd, argc, argv);
 }
 
 int cmd_recover(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[3], argc, argv);
+	return cluster_main(&recover_cmd, argc, argv);
 }
 
 int cmd_revoke(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[4], argc, argv);
+	return cluster_main(&revoke_cmd, argc, argv);
 }
 
 int cmd_set_policy(int argc, char **argv)
 {
-	return cluster_main(&cmd_table[5], argc, argv);
+	return cluster_main(&set_policy_cmd, argc, argv);
 }

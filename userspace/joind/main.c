@@ -44,6 +44,8 @@ static void usage(FILE *f)
 	    "  --burst N            connections a client may open at once (default %g)\n"
 	    "  --max-sessions N     nodes held for peer-set updates (default %d)\n"
 	    "  --heartbeat-ms N     empty update to an idle node after this long (default %d)\n"
+	    "  --reattest-deadline-s N  revoke a held node that has not re-attested for N s;\n"
+	    "                       0 = never (default %d)\n"
 	    "Our own attestation (the join service proves itself first):\n"
 	    "  --tcti TCTI          our TPM, e.g. device:/dev/tpmrm0 (required)\n"
 	    "  --ak-state DIR       directory recording our AK (required)\n"
@@ -73,7 +75,7 @@ static void usage(FILE *f)
 	    "SIGTERM or SIGINT stops the service; SIGHUP re-reads the node policy file.\n",
 	    JOIND_DEFAULT_PORT, JOIND_MAX_WORKERS, JOIND_DEFAULT_WORKERS, ATLS_DEFAULT_TIMEOUT_MS,
 	    JOIND_DEFAULT_RATE, JOIND_DEFAULT_BURST, HUB_DEFAULT_MAX_SESSIONS,
-	    HUB_DEFAULT_HEARTBEAT_MS, LOG_COVERED_PCRS);
+	    HUB_DEFAULT_HEARTBEAT_MS, JOIND_DEFAULT_REATTEST_DEADLINE_S, LOG_COVERED_PCRS);
 }
 
 static int number(const char *s, unsigned long max, int base, unsigned long *out)
@@ -111,6 +113,7 @@ enum opt {
 	O_BURST,
 	O_MAX_SESSIONS,
 	O_HEARTBEAT,
+	O_REATTEST,
 };
 
 static const struct option options[] = {
@@ -139,6 +142,7 @@ static const struct option options[] = {
 	{ "burst", required_argument, NULL, O_BURST },
 	{ "max-sessions", required_argument, NULL, O_MAX_SESSIONS },
 	{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
+	{ "reattest-deadline-s", required_argument, NULL, O_REATTEST },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -181,6 +185,11 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 		if (number(arg, 1u << 20, 10, &v) < 0 || v == 0)
 			return -EINVAL;
 		c->max_sessions = (unsigned int)v;
+		return 0;
+	case O_REATTEST:
+		if (number(arg, 7 * 24 * 3600, 10, &v) < 0)
+			return -EINVAL;
+		c->reattest_deadline_ms = (int)v * 1000;
 		return 0;
 	case O_HEARTBEAT:
 		if (number(arg, 3600000, 10, &v) < 0 || v == 0)
@@ -237,6 +246,7 @@ int main(int argc, char **argv)
 		.ranges = { "10.100.0.0/16", "fd00:100::/64", "10.244.0.0/16", 24, 0 },
 		.stop = &stop,
 		.reload = &reload,
+		.reattest_deadline_ms = JOIND_DEFAULT_REATTEST_DEADLINE_S * 1000,
 	};
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct diag d = { { 0 } };

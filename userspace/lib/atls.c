@@ -622,6 +622,27 @@ static int send_evidence(struct atls_session *s, struct attest_opts *o, const ui
 	return ret;
 }
 
+int atls_send_evidence(struct atls_session *s, const struct attest_opts *base, const uint8_t *key,
+		       const uint8_t *disk_uuid, struct diag *d)
+{
+	struct attest_opts o = *base;
+	uint8_t qdata[32];
+	int ret;
+
+	if (s->role != ATLS_ROLE_NODE || !key) {
+		diag_set(d, "only a node re-attests, with its WireGuard key");
+		return -EINVAL;
+	}
+	atls_session_binding(s, s->role, key, disk_uuid, qdata);
+	o.qdata = qdata;
+	o.qlen = sizeof(qdata);
+	o.challenge = NULL;
+	o.challenge_len = 0;
+	ret = send_evidence(s, &o, key, disk_uuid, d);
+	explicit_bzero(qdata, sizeof(qdata));
+	return ret;
+}
+
 int atls_prove(struct atls_session *s, const struct attest_opts *base, const uint8_t *key,
 	       const uint8_t *disk_uuid, struct diag *d)
 {
@@ -841,22 +862,17 @@ static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 	return ret;
 }
 
-int atls_verify_peer(struct atls_session *s, const struct atls_verifier *v, struct atls_peer *peer,
-		     struct diag *d)
+int atls_verify_evidence_msg(struct atls_session *s, const struct atls_verifier *v,
+			     struct wire_msg *m, struct atls_peer *peer, struct diag *d)
 {
-	struct wire_msg m;
 	char why[WIRE_TEXT_MAX + 1];
 	int ret;
 
 	memset(peer, 0, sizeof(*peer));
 	peer->role = s->peer_role;
-	ret = recv_expect(s, 1u << WIRE_EVIDENCE, &m, d);
-	if (ret < 0)
-		return ret;
-	ret = take_binding_inputs(s, &m, peer, d);
+	ret = take_binding_inputs(s, m, peer, d);
 	if (ret == 0)
-		ret = check_evidence(s, v, peer, &m, d);
-	wire_msg_free(&m);
+		ret = check_evidence(s, v, peer, m, d);
 	if (ret < 0)
 		return ret;
 	ret = send_verdict(s, peer, d);
@@ -870,4 +886,20 @@ int atls_verify_peer(struct atls_session *s, const struct atls_verifier *v, stru
 	peer->accepted = true;
 	s->we_accepted_peer = true;
 	return 0;
+}
+
+int atls_verify_peer(struct atls_session *s, const struct atls_verifier *v, struct atls_peer *peer,
+		     struct diag *d)
+{
+	struct wire_msg m;
+	int ret;
+
+	memset(peer, 0, sizeof(*peer));
+	peer->role = s->peer_role;
+	ret = recv_expect(s, 1u << WIRE_EVIDENCE, &m, d);
+	if (ret < 0)
+		return ret;
+	ret = atls_verify_evidence_msg(s, v, &m, peer, d);
+	wire_msg_free(&m);
+	return ret;
 }

@@ -22,6 +22,7 @@ struct held {
 	int64_t node_id;
 	uint64_t gen;
 	uint64_t last_send_ms;
+	uint64_t attested_ms; /* its join, or its last re-attestation */
 };
 
 /* What one distinct generation gets from the store. */
@@ -250,20 +251,39 @@ static void heartbeats(struct hub *h)
 			drop(h, i, "heartbeat not delivered");
 }
 
-/* A held node has nothing to say yet (re-attestation comes with the agent): whatever arrives,
- * a close or a message, ends the session. */
+/* A held node speaks only to re-attest; a close or anything the handler refuses ends it. */
 static void readable(struct hub *h, size_t i)
 {
+	struct held *e = &h->held[i];
 	struct wire_msg m;
 	struct diag d;
-	int ret = atls_recv(h->held[i].s, &m, &d);
+	int ret = atls_recv(e->s, &m, &d);
 
-	if (ret == 0) {
-		wire_msg_free(&m);
-		drop(h, i, "unexpected message");
-	} else {
+	if (ret < 0) {
 		drop(h, i, ret == -ECONNRESET ? "the node closed it" : d.msg);
+		return;
 	}
+	ret = h->cfg.on_message ? h->cfg.on_message(h->cfg.arg, e->s, e->node_id, &m) : -EPROTO;
+	wire_msg_free(&m);
+	if (ret == 1)
+		e->attested_ms = now_ms();
+	if (ret < 0)
+		drop(h, i, h->cfg.on_message ? "re-attestation refused" : "unexpected message");
+}
+
+/* Nodes that did not re-attest in time. */
+static void deadlines(struct hub *h)
+{
+	uint64_t now = now_ms();
+
+	if (h->cfg.reattest_ms <= 0)
+		return;
+	for (size_t i = h->n_held; i-- > 0;)
+		if (now - h->held[i].attested_ms > (uint64_t)h->cfg.reattest_ms) {
+			if (h->cfg.on_overdue)
+				h->cfg.on_overdue(h->cfg.arg, h->held[i].node_id);
+			drop(h, i, "re-attestation overdue");
+		}
 }
 
 static void *run(void *arg)
@@ -294,6 +314,7 @@ static void *run(void *arg)
 			if (h->pfds[i + 1].revents)
 				readable(h, i);
 		take_pending(h);
+		deadlines(h);
 		if (dirty)
 			push(h);
 		heartbeats(h);
@@ -347,7 +368,7 @@ void hub_notify(struct hub *h)
 
 void hub_add(struct hub *h, struct atls_session *s, int fd, int64_t node_id, uint64_t gen)
 {
-	struct held e = { s, fd, node_id, gen, now_ms() };
+	struct held e = { s, fd, node_id, gen, now_ms(), now_ms() };
 	bool taken = false;
 
 	atls_set_timeout(s, HUB_SEND_TIMEOUT_MS);

@@ -208,6 +208,12 @@ int joinclient_subscribe(const struct joinclient_config *c, struct join_info *ou
 	return open_join(c, true, out, sess, d);
 }
 
+int joinclient_reattest(struct joinclient_session *sess, const struct joinclient_config *c,
+			const uint8_t wg_pubkey[32], struct diag *d)
+{
+	return atls_send_evidence(sess->s, &c->attest, wg_pubkey, c->disk_uuid, d);
+}
+
 int joinclient_fd(const struct joinclient_session *sess)
 {
 	return sess->fd;
@@ -269,10 +275,12 @@ int joinclient_next(struct joinclient_session *sess, struct peerset *view, int t
 	ret = atls_recv(sess->s, &m, d);
 	if (ret < 0)
 		return ret;
-	if (m.type == WIRE_ERROR) {
+	if (m.type == WIRE_ERROR || (m.type == WIRE_VERDICT && m.code != WIRE_OK)) {
 		diag_set(d, "the join service ended the session (%s): %.*s", wire_code_name(m.code),
 			 (int)m.text.len, m.text.p ? (const char *)m.text.p : "");
-		ret = -ECONNRESET;
+		ret = m.code == WIRE_REFUSED ? -EACCES : -ECONNRESET;
+	} else if (m.type == WIRE_VERDICT) {
+		ret = JOINCLIENT_REATTESTED;
 	} else if (m.type != WIRE_PEER_UPDATE) {
 		diag_set(d, "expected PEER_UPDATE, got %s", wire_type_name(m.type));
 		ret = -EPROTO;

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "conclave/atls.h"
+#include "conclave/evidence.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
 #include "conclave/peerset.h"
@@ -56,8 +57,8 @@ static struct node_record *find_node(void *arg, const uint8_t node_id[32])
 /* The join record from what atls_verify_peer established (nothing from the request but the
  * endpoints). The evidence digest is over the attested facts: atls_peer does not keep the
  * evidence bytes. */
-static int make_record(const struct atls_peer *p, const struct wire_msg *req, struct join_record *r,
-		       struct diag *d)
+static int make_record(const struct atls_peer *p, const struct wire_msg *req, const char *endpoints,
+		       struct join_record *r, struct diag *d)
 {
 	const struct verdict *v = &p->verdict;
 	size_t off = 0;
@@ -82,7 +83,9 @@ static int make_record(const struct atls_peer *p, const struct wire_msg *req, st
 	r->clock = v->clock;
 	r->pcr_mask = v->pcr_mask & 0xffffffu;
 	memcpy(r->pcrs, v->pcr_values, sizeof(r->pcrs));
-	for (size_t i = 0; i < req->n_endpoints; i++) {
+	if (endpoints)
+		snprintf(r->endpoints, sizeof(r->endpoints), "%s", endpoints);
+	for (size_t i = 0; !endpoints && i < req->n_endpoints; i++) {
 		int n =
 		    snprintf(r->endpoints + off, sizeof(r->endpoints) - off, "%s%.*s", i ? "," : "",
 			     (int)req->endpoints[i].len, (const char *)req->endpoints[i].p);
@@ -190,7 +193,7 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 		return -EPROTO;
 	}
 	subscribe = req.flags & JOIN_SUBSCRIBE;
-	ret = make_record(p, &req, &r, d);
+	ret = make_record(p, &req, NULL, &r, d);
 	wire_msg_free(&req);
 	if (ret == 0)
 		ret = admit(j, &r, &res, &doc, &doc_len, d);
@@ -227,6 +230,130 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 		return 0;
 	hub_add(j->hub, s, fd, res.peer.node_id, res.generation);
 	return 1;
+}
+
+/* The endpoints a member registered (a re-attestation does not repeat them). */
+static int endpoints_of(struct joind *j, int64_t node_id, char *out, size_t cap, struct diag *d)
+{
+	struct member_info *m = NULL;
+	size_t n = 0;
+	int ret;
+
+	pthread_mutex_lock(&j->store_lock);
+	ret = membership_members(j->store, &m, &n, d);
+	pthread_mutex_unlock(&j->store_lock);
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		if (m[i].peer.node_id == node_id && m[i].active) {
+			snprintf(out, cap, "%s", m[i].peer.endpoints);
+			free(m);
+			return 0;
+		}
+	free(m);
+	if (ret == 0) {
+		diag_set(d, "node %lld is not an active member", (long long)node_id);
+		ret = -EPERM;
+	}
+	return ret;
+}
+
+static void revoke_for(struct joind *j, int64_t node_id, const char *why)
+{
+	struct diag d = { { 0 } };
+	int ret;
+
+	pthread_mutex_lock(&j->store_lock);
+	ret = membership_revoke(j->store, node_id, &d);
+	pthread_mutex_unlock(&j->store_lock);
+	if (ret == 0) {
+		log_warn("joind: node %lld revoked: %s", (long long)node_id, why);
+		hub_notify(j->hub);
+	} else {
+		log_warn("joind: revoking node %lld (%s): %s", (long long)node_id, why, d.msg);
+	}
+}
+
+/* Only a known, active member of exactly this node id may re-attest on its session: checked on
+ * the evidence's EK before any verification, so no challenge round runs on the hub thread. */
+static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t node_id,
+			     struct diag *d)
+{
+	struct evidence ev;
+	struct member_tpm t;
+	uint8_t ek[32];
+	int ret = evidence_decode(m->evidence.p, m->evidence.len, &ev, d);
+
+	if (ret < 0)
+		return ret;
+	evidence_node_id(&ev, ek);
+	pthread_mutex_lock(&j->store_lock);
+	ret = membership_tpm_of(j->store, ek, &t, d);
+	pthread_mutex_unlock(&j->store_lock);
+	if (ret == 0 && (!t.active || t.node_id != node_id)) {
+		diag_set(d, "evidence of another node than the session's");
+		ret = -EPERM;
+	}
+	return ret;
+}
+
+/* The hub's handler: a held node re-attests (issue 6: continuous attestation), typically with
+ * a new WireGuard key. Accepted: the member is updated and everyone hears of its new key.
+ * Refused: the node is revoked. */
+static int reattest(void *arg, struct atls_session *s, int64_t node_id, struct wire_msg *m)
+{
+	struct joind *j = arg;
+	struct conn c = { .j = j };
+	struct policy_ref *pol;
+	struct atls_verifier v;
+	struct atls_peer peer;
+	struct join_record r;
+	struct join_result res;
+	struct diag d = { { 0 } };
+	char endpoints[MEMBERSHIP_ENDPOINTS_MAX];
+	int ret;
+
+	if (m->type != WIRE_EVIDENCE) {
+		log_warn("joind: node %lld sent %s on its session", (long long)node_id,
+			 wire_type_name(m->type));
+		return -EPROTO;
+	}
+	ret = reattest_identity(j, m, node_id, &d);
+	if (ret == 0)
+		ret = endpoints_of(j, node_id, endpoints, sizeof(endpoints), &d);
+	if (ret < 0) {
+		atls_send_error(s, WIRE_REFUSED, d.msg);
+		log_warn("joind: re-attestation of node %lld refused: %s", (long long)node_id,
+			 d.msg);
+		return ret;
+	}
+	pol = joind_policy_get(j);
+	v = (struct atls_verifier){ &pol->p, j->ca, find_node, &c };
+	ret = atls_verify_evidence_msg(s, &v, m, &peer, &d);
+	joind_policy_put(j, pol);
+	node_record_clear(&c.record);
+	if (ret == 0)
+		ret = make_record(&peer, NULL, endpoints, &r, &d);
+	if (ret == 0) {
+		pthread_mutex_lock(&j->store_lock);
+		ret = membership_join(j->store, &r, &res, &d);
+		pthread_mutex_unlock(&j->store_lock);
+	}
+	if (ret == -EACCES || ret == -EPERM) {
+		revoke_for(j, node_id, d.msg);
+		return -EACCES;
+	}
+	if (ret < 0) {
+		log_warn("joind: re-attestation of node %lld: %s", (long long)node_id, d.msg);
+		return ret;
+	}
+	hub_notify(j->hub);
+	log_info("joind: node %lld re-attested, generation %llu", (long long)node_id,
+		 (unsigned long long)res.generation);
+	return 1;
+}
+
+static void overdue(void *arg, int64_t node_id)
+{
+	revoke_for(arg, node_id, "re-attestation overdue");
 }
 
 /* A node: verify it against the current policy, then the join. */
@@ -575,7 +702,11 @@ int joind_run(const struct joind_config *c, struct diag *d)
 	};
 	struct hub_config hc = { .store_lock = &j.store_lock,
 				 .max_sessions = c->max_sessions,
-				 .heartbeat_ms = c->heartbeat_ms };
+				 .heartbeat_ms = c->heartbeat_ms,
+				 .on_message = reattest,
+				 .on_overdue = overdue,
+				 .arg = &j,
+				 .reattest_ms = c->reattest_deadline_ms };
 	int lfd = -1, ret;
 
 	j.self.tpm_lock = &j.tpm_lock;

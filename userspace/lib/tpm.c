@@ -10,10 +10,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <tss2_mu.h>
 #include <tss2_rc.h>
 #include <tss2_tctildr.h>
 
+#include "conclave/log.h"
 #include "conclave/tpm.h"
 #include "conclave/tpmobj.h"
 #include "conclave/util.h"
@@ -231,32 +234,207 @@ static const char *alg_name(uint16_t alg)
 	return alg == TPM2_ALG_RSA ? "RSA" : alg == TPM2_ALG_ECC ? "ECC" : "unknown";
 }
 
-/* Recreate the EK (a primary key: same seed and template give the same key) as a transient
- * object; the caller flushes *ek. */
-static int ek_load(struct tpm *t, uint16_t alg, ESYS_TR *ek, TPM2B_PUBLIC **pub, struct diag *d)
+/* An EK in use: persistent ones are closed (the key stays in the TPM), transient ones flushed. */
+struct ek {
+	ESYS_TR tr;
+	bool persistent;
+};
+
+static void ek_release(struct tpm *t, struct ek *ek)
+{
+	if (ek->tr == ESYS_TR_NONE)
+		return;
+	if (ek->persistent)
+		Esys_TR_Close(t->ctx, &ek->tr);
+	else
+		Esys_FlushContext(t->ctx, ek->tr);
+	ek->tr = ESYS_TR_NONE;
+}
+
+/* The EK public area the TPM's certificate for alg certifies: the default template with the
+ * certificate's key as unique. -ENOENT if there is no certificate for alg. */
+static int ek_certified(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *want, struct diag *d)
+{
+	uint32_t index = alg == TPM2_ALG_RSA ? TPM_NV_EK_CERT_RSA : TPM_NV_EK_CERT_ECC;
+	const uint8_t *p;
+	uint8_t *der = NULL;
+	bool exists;
+	size_t len;
+	X509 *x;
+	int ret;
+
+	ret = handle_exists(t, index, &exists, d);
+	if (ret < 0)
+		return ret;
+	if (!exists)
+		return diag_set(d, "no EK certificate at NV 0x%08x", index), -ENOENT;
+	ret = nv_read_all(t, index, &der, &len, d);
+	if (ret < 0)
+		return ret;
+	p = der;
+	x = d2i_X509(NULL, &p, (long)len);
+	free(der);
+	if (!x) {
+		ERR_clear_error();
+		return diag_set(d, "EK certificate at NV 0x%08x is not DER X.509", index), -EBADMSG;
+	}
+	ret = tpmobj_ek_from_cert(x, want, d);
+	X509_free(x);
+	if (ret == 0 && want->publicArea.type != alg)
+		return diag_set(d, "EK certificate at NV 0x%08x holds a %s key", index,
+				alg_name(want->publicArea.type)),
+		       -EINVAL;
+	return ret;
+}
+
+static bool tpmt_public_equal(const TPMT_PUBLIC *a, const TPMT_PUBLIC *b)
+{
+	uint8_t ba[sizeof(TPMT_PUBLIC)], bb[sizeof(TPMT_PUBLIC)];
+	size_t la = 0, lb = 0;
+
+	return Tss2_MU_TPMT_PUBLIC_Marshal(a, ba, sizeof(ba), &la) == TSS2_RC_SUCCESS &&
+	       Tss2_MU_TPMT_PUBLIC_Marshal(b, bb, sizeof(bb), &lb) == TSS2_RC_SUCCESS &&
+	       la == lb && memcmp(ba, bb, la) == 0;
+}
+
+/* Whether got is exactly the certified EK want; if not, *why says what differs. */
+static bool ek_is_certified(const TPMT_PUBLIC *got, const TPMT_PUBLIC *want, const char **why)
+{
+	TPMT_PUBLIC masked = *got;
+
+	if (tpmt_public_equal(got, want))
+		return true;
+	masked.unique = want->unique;
+	*why = tpmt_public_equal(&masked, want) ? "its key is not the one in the EK certificate"
+						: "it was not made from the default EK template";
+	return false;
+}
+
+/* Open the key at the EK's persistent handle if it is exactly the certified EK. A key that is
+ * not is left alone: someone else's, never ours to evict. */
+static int ek_open_persisted(struct tpm *t, uint32_t handle, const TPM2B_PUBLIC *want,
+			     struct ek *ek, TPM2B_PUBLIC **pub, struct diag *d)
+{
+	TPM2B_PUBLIC *out = NULL;
+	const char *why;
+	ESYS_TR h;
+	TSS2_RC rc;
+
+	rc = Esys_TR_FromTPMPublic(t->ctx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "loading the persistent handle");
+	rc = Esys_ReadPublic(t->ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		Esys_TR_Close(t->ctx, &h);
+		return tss_fail(d, rc, "TPM2_ReadPublic");
+	}
+	if (!ek_is_certified(&out->publicArea, &want->publicArea, &why)) {
+		Esys_Free(out);
+		Esys_TR_Close(t->ctx, &h);
+		return diag_set(d, "the key there is not the EK: %s", why), -EEXIST;
+	}
+	ek->tr = h;
+	ek->persistent = true;
+	if (pub)
+		*pub = out;
+	else
+		Esys_Free(out);
+	return 0;
+}
+
+/* Persist a freshly created transient EK at handle so later sessions skip TPM2_CreatePrimary.
+ * Only an optimisation: on any failure the transient EK stays in use. */
+static void ek_persist(struct tpm *t, uint16_t alg, uint32_t handle, struct ek *ek)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	ESYS_TR persisted;
+	TPMI_YES_NO more;
+	TSS2_RC rc;
+
+	/* With an owner password set, EvictControl would fail (and tpm2-tss log it) every time. */
+	rc = Esys_GetCapability(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				TPM2_CAP_TPM_PROPERTIES, TPM2_PT_PERMANENT, 1, &more, &cap);
+	if (rc != TSS2_RC_SUCCESS || cap->data.tpmProperties.count != 1 ||
+	    cap->data.tpmProperties.tpmProperty[0].property != TPM2_PT_PERMANENT ||
+	    (cap->data.tpmProperties.tpmProperty[0].value & TPMA_PERMANENT_OWNERAUTHSET)) {
+		Esys_Free(cap);
+		log_debug("tpm: not persisting the %s EK at 0x%08x: owner authorization is set or "
+			  "unknown; using it transient",
+			  alg_name(alg), handle);
+		return;
+	}
+	Esys_Free(cap);
+	rc = Esys_EvictControl(t->ctx, ESYS_TR_RH_OWNER, ek->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+			       ESYS_TR_NONE, handle, &persisted);
+	if (rc != TSS2_RC_SUCCESS) {
+		log_debug("tpm: not persisting the %s EK at 0x%08x: TPM2_EvictControl: %s (0x%x); "
+			  "using it transient",
+			  alg_name(alg), handle, Tss2_RC_Decode(rc), rc);
+		return;
+	}
+	Esys_FlushContext(t->ctx, ek->tr);
+	ek->tr = persisted;
+	ek->persistent = true;
+}
+
+/* The EK of type alg, the TCG EK Credential Profile way: the key at its persistent handle if
+ * that is exactly the key the EK certificate certifies; otherwise recreated (a primary key:
+ * same seed and template give the same key) and, if the handle is free, persisted there.
+ * Verifiers wrap credentials to the certificate's key, so the check only avoids a confusing
+ * activation failure; it grants nothing. The caller releases *ek with ek_release. */
+static int ek_load(struct tpm *t, uint16_t alg, struct ek *ek, TPM2B_PUBLIC **pub, struct diag *d)
 {
 	const TPM2B_SENSITIVE_CREATE sens = { 0 };
 	const TPML_PCR_SELECTION no_pcrs = { 0 };
 	const TPM2B_DATA no_info = { 0 };
-	TPM2B_PUBLIC tmpl;
+	uint32_t handle = alg == TPM2_ALG_RSA ? TPM_EK_HANDLE_RSA : TPM_EK_HANDLE_ECC;
+	TPM2B_PUBLIC tmpl, want, *out = NULL;
+	struct diag why = { { 0 } };
+	bool certified, occupied = true;
+	const char *diff;
 	TSS2_RC rc;
 
+	ek->tr = ESYS_TR_NONE;
+	ek->persistent = false;
 	if (tpmobj_ek_template(alg, &tmpl) < 0)
 		return diag_set(d, "EK algorithm 0x%04x is neither RSA nor ECC", alg), -EINVAL;
+	certified = ek_certified(t, alg, &want, &why) == 0;
+	if (!certified)
+		log_debug("tpm: %s EK: %s; recreating it and leaving 0x%08x alone", alg_name(alg),
+			  why.msg, handle);
+	else if (handle_exists(t, handle, &occupied, &why) < 0)
+		log_debug("tpm: %s EK: %s; recreating it", alg_name(alg), why.msg);
+	else if (0 && occupied && ek_open_persisted(t, handle, &want, ek, pub, &why) == 0)
+		return 0;
+	else if (occupied)
+		log_debug("tpm: %s EK: 0x%08x: %s; not using it, recreating the EK", alg_name(alg),
+			  handle, why.msg);
 	rc = Esys_CreatePrimary(t->ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &sens, &tmpl, &no_info, &no_pcrs, ek, pub, NULL, NULL,
-				NULL);
+				ESYS_TR_NONE, &sens, &tmpl, &no_info, &no_pcrs, &ek->tr, &out, NULL,
+				NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
+		ek->tr = ESYS_TR_NONE;
 		tss_fail(d, rc, "TPM2_CreatePrimary");
 		return diag_prefix(d, "recreating the %s EK", alg_name(alg)), -EIO;
 	}
+	if (certified && !occupied) {
+		/* Only the certified key is worth persisting: nothing else would be used later. */
+		if (ek_is_certified(&out->publicArea, &want.publicArea, &diff))
+			ek_persist(t, alg, handle, ek);
+		else
+			log_debug("tpm: %s EK: not persisting it: %s", alg_name(alg), diff);
+	}
+	if (pub)
+		*pub = out;
+	else
+		Esys_Free(out);
 	return 0;
 }
 
 int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d)
 {
 	TPM2B_PUBLIC *out = NULL;
-	ESYS_TR ek;
+	struct ek ek;
 	int ret;
 
 	ret = ek_load(t, alg, &ek, &out, d);
@@ -264,7 +442,7 @@ int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d
 		return ret;
 	*pub = *out;
 	Esys_Free(out);
-	Esys_FlushContext(t->ctx, ek);
+	ek_release(t, &ek);
 	return 0;
 }
 
@@ -320,7 +498,8 @@ static int ak_create(struct tpm *t, uint16_t ek_alg, TPM2B_PUBLIC *pub, struct d
 	const TPM2B_SENSITIVE_CREATE sens = { 0 };
 	const TPML_PCR_SELECTION no_pcrs = { 0 };
 	const TPM2B_DATA no_info = { 0 };
-	ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE, ak = ESYS_TR_NONE, persisted;
+	ESYS_TR sess = ESYS_TR_NONE, ak = ESYS_TR_NONE, persisted;
+	struct ek ek = { ESYS_TR_NONE, false };
 	TPM2B_PRIVATE *priv = NULL;
 	TPM2B_PUBLIC *out = NULL, tmpl;
 	TSS2_RC rc;
@@ -334,7 +513,7 @@ static int ak_create(struct tpm *t, uint16_t ek_alg, TPM2B_PUBLIC *pub, struct d
 	if (ret < 0)
 		goto out;
 	ret = -EIO;
-	rc = Esys_Create(t->ctx, ek, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &no_info,
+	rc = Esys_Create(t->ctx, ek.tr, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &no_info,
 			 &no_pcrs, &priv, &out, NULL, NULL, NULL);
 	flush(t, &sess);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -345,7 +524,7 @@ static int ak_create(struct tpm *t, uint16_t ek_alg, TPM2B_PUBLIC *pub, struct d
 	if (ret < 0)
 		goto out;
 	ret = -EIO;
-	rc = Esys_Load(t->ctx, ek, sess, ESYS_TR_NONE, ESYS_TR_NONE, priv, out, &ak);
+	rc = Esys_Load(t->ctx, ek.tr, sess, ESYS_TR_NONE, ESYS_TR_NONE, priv, out, &ak);
 	flush(t, &sess);
 	if (rc != TSS2_RC_SUCCESS) {
 		tss_fail(d, rc, "TPM2_Load(AK)");
@@ -365,7 +544,7 @@ out:
 	Esys_Free(priv);
 	Esys_Free(out);
 	flush(t, &ak);
-	flush(t, &ek);
+	ek_release(t, &ek);
 	return ret;
 }
 
@@ -643,7 +822,8 @@ fail:
 int tpm_activate(struct tpm *t, const struct tpm_ak *ak, const TPM2B_ID_OBJECT *blob,
 		 const TPM2B_ENCRYPTED_SECRET *enc, struct secret **credential, struct diag *d)
 {
-	ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE, akh = ESYS_TR_NONE;
+	ESYS_TR sess = ESYS_TR_NONE, akh = ESYS_TR_NONE;
+	struct ek ek = { ESYS_TR_NONE, false };
 	TPM2B_DIGEST *info = NULL;
 	struct secret *s;
 	TSS2_RC rc;
@@ -659,7 +839,7 @@ int tpm_activate(struct tpm *t, const struct tpm_ak *ak, const TPM2B_ID_OBJECT *
 	if (ret < 0)
 		goto out;
 	ret = -EIO;
-	rc = Esys_ActivateCredential(t->ctx, akh, ek, ESYS_TR_PASSWORD, sess, ESYS_TR_NONE, blob,
+	rc = Esys_ActivateCredential(t->ctx, akh, ek.tr, ESYS_TR_PASSWORD, sess, ESYS_TR_NONE, blob,
 				     enc, &info);
 	if (rc != TSS2_RC_SUCCESS) {
 		tss_fail(d, rc, "TPM2_ActivateCredential");
@@ -682,7 +862,7 @@ out:
 		Esys_Free(info);
 	}
 	flush(t, &sess);
-	flush(t, &ek);
+	ek_release(t, &ek);
 	Esys_TR_Close(t->ctx, &akh);
 	return ret;
 }
