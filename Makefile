@@ -3,7 +3,7 @@ BUILD ?= build
 CC ?= cc
 CLANG ?= clang
 
-PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c sqlite3 libssl
+PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c sqlite3 libssl libmnl libkmod
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -26,7 +26,7 @@ BPF_CFLAGS := -g -O2 -target bpf -Wall -Wextra -Werror -Iinclude -Ibpf -D__TARGE
 CPPFLAGS += -I$(BUILD)/bpf
 LDLIBS += -lbpf -lelf -lz
 
-LIB_SRC := $(wildcard userspace/lib/*.c)
+LIB_SRC := $(wildcard userspace/lib/*.c kmod/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libconclave.a
 
@@ -112,7 +112,7 @@ asan:
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		LDFLAGS="-fsanitize=address,undefined" check
 
-$(FUZZ_BUILD)/userspace/lib/%.o: userspace/lib/%.c | $(BPF_SKEL)
+$(FUZZ_BUILD)/%.o: %.c | $(BPF_SKEL)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CPPFLAGS) -std=gnu11 -g -O1 $(FUZZ_FLAGS) -c $< -o $@
 

@@ -52,8 +52,10 @@ struct admin_result {
 	uint8_t ek_id[32];
 	bool has_cluster_id;
 	uint8_t cluster_id[CLUSTER_ID_LEN];
-	/* Its answer. */
-	uint16_t code; /* enum wire_code */
+	/* Its answer. answered: the join service answered the request (even if admin_call then
+	 * fails, e.g. in the check after init: the secret may have been taken). */
+	bool answered;
+	uint16_t code; /* enum wire_code; meaningful only if answered */
 	char text[WIRE_TEXT_MAX + 1];
 	uint64_t generation;
 	uint8_t *ca_cert; /* malloc'ed DER, checked against cluster_id */
@@ -62,8 +64,9 @@ struct admin_result {
 	struct memberlist members;
 };
 
-/* One request (init and recover are followed by a status request on a new session, whose
- * quote binds the new cluster identity: out describes that one). 0 when the join service attested,
+/* One request (init and recover are followed by a status request on a new session to the same
+ * EK, whose quote binds the new cluster identity, pinned to expect_cluster if set: out describes
+ * that one; the first session pins only the EK). 0 when the join service attested,
  * answered, and everything it sent verified (out->code may still say it refused the request);
  * -EACCES when it failed attestation or a pin, or its answer did not verify (d says which); other
  * -errno on transport errors. */

@@ -34,6 +34,7 @@ struct wg_peer {
 	/* Read back only. */
 	int64_t last_handshake_s; /* unix seconds, 0: never */
 	uint64_t rx_bytes, tx_bytes;
+	bool allowed_truncated; /* the kernel holds more than WG_MAX_ALLOWED allowed IPs */
 };
 
 struct wg_device {
@@ -59,11 +60,13 @@ int wg_set_device(struct wg *w, const char *ifname, const struct secret *private
 		  uint16_t listen_port, struct diag *d);
 
 /* Add or update peers (allowed IPs replaced, endpoint and keepalive set) and remove others by
- * public key, without disturbing any peer not named. Large sets are split across messages. */
+ * public key, without disturbing any peer not named. Large sets are split across messages
+ * (removals first); on failure the messages before the failing one stay applied. */
 int wg_set_peers(struct wg *w, const char *ifname, const struct wg_peer *upsert, size_t n_upsert,
 		 const uint8_t (*remove)[WG_KEY_LEN], size_t n_remove, struct diag *d);
 
-/* Read the device and all its peers (a multi-part dump, coalesced). Free with wg_device_free. */
+/* Read the device and all its peers (a multi-part dump, coalesced; retried if a concurrent
+ * change interrupts it). Free with wg_device_free. */
 int wg_get_device(struct wg *w, const char *ifname, struct wg_device *out, struct diag *d);
 void wg_device_free(struct wg_device *dev);
 
@@ -80,5 +83,27 @@ static inline unsigned int wg_mtu(unsigned int underlay_mtu, int outer_family)
 
 	return underlay_mtu > o ? underlay_mtu - o : 0;
 }
+
+/* --- the message layer, exposed for tests and fuzzing ------------------------------------- */
+struct nlmsghdr;
+
+/* Upper bound of one SET_DEVICE message: far below the socket's send buffer. */
+#define WG_MSG_BUDGET 32768
+
+/* Build wg_set_peers' SET_DEVICE messages for generic-netlink family id genl_family, each at
+ * most budget bytes, removals first, calling emit on each (stopping at its first -errno). A
+ * peer that does not fit in what is left of a message starts the next; one too big for a whole
+ * message is split between its allowed IPs, and only the first part carries
+ * WGPEER_F_REPLACE_ALLOWEDIPS, the endpoint and the keepalive. Input is checked first
+ * (-EINVAL: nothing emitted); -EMSGSIZE if budget cannot hold one peer with one allowed IP. */
+int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg_peer *upsert,
+		       size_t n_upsert, const uint8_t (*remove)[WG_KEY_LEN], size_t n_remove,
+		       size_t budget, int (*emit)(struct nlmsghdr *nlh, void *arg), void *arg,
+		       struct diag *d);
+
+/* Merge one GET_DEVICE dump message into dev (zeroed before the first): a peer continued from
+ * the previous message (same public key) is coalesced. Strict: -EBADMSG on any malformed
+ * attribute, -EOVERFLOW past the kernel's peer limit. */
+int wg_parse_device_msg(const struct nlmsghdr *nlh, struct wg_device *dev, struct diag *d);
 
 #endif

@@ -22,6 +22,7 @@ int cmd_cluster_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_set_policy(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 /* --nonce HEX: 8 to 64 bytes. Prints the error and returns -1 on bad input. */
 int parse_nonce(const char *hex, uint8_t *out, size_t *len);

@@ -28,6 +28,7 @@ static const struct {
 	{ "recover", cmd_recover, "cluster: give a restarted join service its master secret back" },
 	{ "revoke", cmd_revoke, "cluster: remove a member" },
 	{ "set-policy", cmd_set_policy, "cluster: replace the node policy" },
+	{ "doctor", cmd_doctor, "node: check the kernel features a node needs, loading modules" },
 };
 
 static void usage(FILE *f)

@@ -203,6 +203,7 @@ static int session(struct atls_session *s, const struct admin_config *c,
 		ret = atls_recv(s, &m, d);
 	if (ret < 0)
 		return ret;
+	out->answered = m.type == WIRE_ERROR || m.type == WIRE_ADMIN_RESPONSE;
 	if (m.type == WIRE_ERROR) {
 		out->code = m.code;
 		snprintf(out->text, sizeof(out->text), "%.*s", (int)m.text.len,
@@ -242,18 +243,25 @@ static int call_once(const struct admin_config *c, const struct admin_request *r
 	return ret;
 }
 
-int admin_call(const struct admin_config *c, const struct admin_request *r,
-	       struct admin_result *out, struct diag *d)
+int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
+	       struct diag *d)
 {
 	const struct admin_request status = { .op = ADMIN_STATUS };
+	bool installs = r->op == ADMIN_INIT || r->op == ADMIN_RECOVER;
+	struct admin_config first = *c, again = *c;
 	struct admin_result after;
-	int ret = call_once(c, r, out, d);
+	int ret;
 
-	if (ret < 0 || out->code != WIRE_OK || (r->op != ADMIN_INIT && r->op != ADMIN_RECOVER))
+	/* Before init or recover the join service has no cluster identity to pin. */
+	if (installs)
+		first.expect_cluster = NULL;
+	ret = call_once(&first, r, out, d);
+	if (ret < 0 || out->code != WIRE_OK || !installs)
 		return ret;
 	/* The session that carried the master secret was attested before the join service had a
-	 * cluster identity: a new one binds it, and shows the CA and members. */
-	ret = call_once(c, &status, &after, d);
+	 * cluster identity: a new one, to the same TPM, binds it and shows the CA and members. */
+	again.expect_ek = out->ek_id;
+	ret = call_once(&again, &status, &after, d);
 	if (ret == 0 && after.code == WIRE_OK) {
 		admin_result_clear(out);
 		*out = after;
@@ -265,6 +273,7 @@ int admin_call(const struct admin_config *c, const struct admin_request *r,
 		ret = -EPROTO;
 	}
 	admin_result_clear(&after);
+	diag_prefix(d, "the join service accepted the request; checking it afterwards failed");
 	return ret;
 }
 

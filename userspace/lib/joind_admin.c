@@ -220,8 +220,8 @@ void joind_admin(struct joind *j, struct atls_session *s, bool bound)
 	default: ret = 0; break;
 	}
 	if (ret < 0) {
-		snprintf(text, sizeof(text), "%s: %s", op_names[r.op], d.msg);
-		log_warn("joind: operator %s", text);
+		snprintf(text, sizeof(text), "%s", d.msg);
+		log_warn("joind: operator %s: %s", op_names[r.op], text);
 	} else if (r.op != ADMIN_STATUS) {
 		log_info("joind: operator %s done", op_names[r.op]);
 	}

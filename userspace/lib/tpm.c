@@ -404,7 +404,7 @@ static int ek_load(struct tpm *t, uint16_t alg, struct ek *ek, TPM2B_PUBLIC **pu
 			  why.msg, handle);
 	else if (handle_exists(t, handle, &occupied, &why) < 0)
 		log_debug("tpm: %s EK: %s; recreating it", alg_name(alg), why.msg);
-	else if (0 && occupied && ek_open_persisted(t, handle, &want, ek, pub, &why) == 0)
+	else if (occupied && ek_open_persisted(t, handle, &want, ek, pub, &why) == 0)
 		return 0;
 	else if (occupied)
 		log_debug("tpm: %s EK: 0x%08x: %s; not using it, recreating the EK", alg_name(alg),
