@@ -421,8 +421,8 @@ static int probe_tc(const struct feature *f, unsigned int flags, struct feature_
 	}
 	pthread_join(th, NULL);
 	if (t.stage == TC_DONE) {
-		DETAIL(r, "clsact qdisc and bpf classifier attach (tried in a private network "
-			  "namespace)");
+		DETAIL(r, "clsact qdisc and bpf classifier attach, tried in a private network "
+			  "namespace");
 		return 0;
 	}
 	DETAIL(r, "%s: %s", what[t.stage], strerror(-t.err));
@@ -458,7 +458,7 @@ const struct feature features[] = {
 	{ "dm-integrity", "authenticates every sector of the state disk",
 	  "CONFIG_BLK_DEV_DM and CONFIG_DM_INTEGRITY", { "dm_integrity" }, false, probe_dm,
 	  "integrity" },
-	{ "tpm", "measured boot and attestation", "CONFIG_TCG_TPM with CONFIG_TCG_CRB or _TIS",
+	{ "tpm", "measured boot and attestation", "CONFIG_TCG_TPM and CONFIG_TCG_CRB or CONFIG_TCG_TIS",
 	  { "tpm_crb", "tpm_tis" }, true, probe_tpm, NULL },
 	{ "bpf", "loads the datapath's programs and pins its maps", "CONFIG_BPF_SYSCALL", { NULL },
 	  false, probe_bpf, NULL },
@@ -503,11 +503,7 @@ static int check_modules(struct modules *m, const struct feature *f, unsigned in
 			continue;
 		}
 		if (!modules_loadable()) {
-			uname(&u);
-			set(soft, soft_size,
-			    "module %s is not built into kernel %s, which cannot load modules "
-			    "(no /proc/modules)",
-			    *mod, u.release);
+			append(soft, soft_size, "%s%s", soft[0] ? " or " : "", *mod);
 			continue;
 		}
 		if (!(flags & FEATURE_ENSURE)) {
@@ -542,6 +538,17 @@ static int check_modules(struct modules *m, const struct feature *f, unsigned in
 			REMEDY(r, "see the kernel log (dmesg) for why %s was refused", *mod);
 	}
 	if (f->any_module && satisfied)
+		soft[0] = '\0';
+	if (soft[0]) {
+		char names[128];
+
+		uname(&u);
+		snprintf(names, sizeof(names), "%s", soft);
+		snprintf(soft, soft_size,
+			 "kernel %s cannot load modules (no /proc/modules) and shows no built-in %s",
+			 u.release, names);
+	}
+	if (f->any_module && satisfied)
 		return 0;
 	return blocking;
 }
@@ -569,7 +576,7 @@ int feature_check(struct modules *m, const struct feature *f, unsigned int flags
 	if (ret == 0) {
 		ret = f->probe(f, flags, r);
 		if (ret == 0 && note[0])
-			append(r->detail, sizeof(r->detail), " (%s)", note);
+			append(r->detail, sizeof(r->detail), "; %s", note);
 		else if (ret < 0 && soft[0])
 			append(r->detail, sizeof(r->detail), "; %s", soft);
 	}

@@ -489,12 +489,12 @@ static void read_public_at(ESYS_CONTEXT *ctx, TPM2_HANDLE h, TPM2B_PUBLIC *pub)
 	TPM2B_PUBLIC *out = NULL;
 	ESYS_TR tr;
 
-	assert_int_equal(Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-					       &tr),
-			 TSS2_RC_SUCCESS);
-	assert_int_equal(Esys_ReadPublic(ctx, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out,
-					 NULL, NULL),
-			 TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr),
+	    TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Esys_ReadPublic(ctx, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &out, NULL, NULL),
+	    TSS2_RC_SUCCESS);
 	*pub = *out;
 	Esys_Free(out);
 	Esys_TR_Close(ctx, &tr);
@@ -505,9 +505,9 @@ static void evict(ESYS_CONTEXT *ctx, TPM2_HANDLE h)
 {
 	ESYS_TR tr, none;
 
-	assert_int_equal(Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-					       &tr),
-			 TSS2_RC_SUCCESS);
+	assert_int_equal(
+	    Esys_TR_FromTPMPublic(ctx, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr),
+	    TSS2_RC_SUCCESS);
 	assert_int_equal(Esys_EvictControl(ctx, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD,
 					   ESYS_TR_NONE, ESYS_TR_NONE, h, &none),
 			 TSS2_RC_SUCCESS);
@@ -951,8 +951,8 @@ int main(void)
 		    impostor_at_the_ek_handle_is_left_in_place_and_not_used, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(
 		    activation_works_across_sessions_with_the_persisted_ek, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(ecc_ek_is_persisted_at_its_own_handle_once_certified,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+		    ecc_ek_is_persisted_at_its_own_handle_once_certified, fx_setup, fx_teardown),
 		cmocka_unit_test(open_on_a_missing_socket_gives_a_clear_error),
 	};
 	int failed = 0;

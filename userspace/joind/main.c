@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include "conclave/atls.h"
@@ -225,14 +226,19 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 	}
 }
 
-/* Every held node session is a descriptor: take the hard limit. */
-static void raise_fd_limit(void)
+/* Every held node session is a descriptor and a locked page (its TLS exporter): take the hard
+ * limits. */
+static void raise_limits(void)
 {
-	struct rlimit r;
+	static const int which[] = { RLIMIT_NOFILE, RLIMIT_MEMLOCK };
 
-	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-		r.rlim_cur = r.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &r);
+	for (size_t i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+		struct rlimit r;
+
+		if (getrlimit(which[i], &r) == 0 && r.rlim_cur < r.rlim_max) {
+			r.rlim_cur = r.rlim_max;
+			(void)setrlimit(which[i], &r);
+		}
 	}
 }
 
@@ -273,7 +279,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	raise_fd_limit();
+	raise_limits();
+	/* It holds the master secret: no core dumps, no ptrace by others. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
 	if (joind_run(&c, &d) < 0) {
 		fprintf(stderr, "conclave-joind: %s\n", d.msg);
 		return 1;

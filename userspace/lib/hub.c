@@ -111,6 +111,8 @@ static int send_update(struct hub *h, struct held *e, uint64_t gen, const uint8_
 	if (ret == 0) {
 		e->gen = gen;
 		e->last_send_ms = now_ms();
+	} else {
+		log_info("hub: node %lld: %s", (long long)e->node_id, d.msg);
 	}
 	return ret;
 }
@@ -202,6 +204,11 @@ static int send_snapshot(struct hub *h, struct held *e, struct peer *all, size_t
 			others[k++] = all[i];
 	}
 	ret = self ? peerset_encode(gen, self, others, k, &doc, &len) : -EACCES;
+	if (ret == 0 && len > wire_body_max(WIRE_PEER_UPDATE) - 32) {
+		log_warn("hub: node %lld: a snapshot of %zu peers does not fit one message",
+			 (long long)e->node_id, k);
+		ret = -E2BIG;
+	}
 	if (ret == 0)
 		ret = send_update(h, e, gen, doc, len);
 	free(doc);
@@ -209,15 +216,18 @@ static int send_snapshot(struct hub *h, struct held *e, struct peer *all, size_t
 	return ret;
 }
 
-static void push(struct hub *h)
+/* false when the store could not be read: the caller tries again on its next tick. */
+static bool push(struct hub *h)
 {
 	struct change *c = NULL;
 	struct peer *snap = NULL;
 	size_t n = 0, n_snap = 0;
 	uint64_t snap_gen = 0;
 
-	if (h->n_held == 0 || collect(h, &c, &n, &snap, &n_snap, &snap_gen) < 0)
-		return;
+	if (h->n_held == 0)
+		return true;
+	if (collect(h, &c, &n, &snap, &n_snap, &snap_gen) < 0)
+		return false;
 	for (size_t i = h->n_held; i-- > 0;) {
 		struct held *e = &h->held[i];
 		struct change *x = change_for(c, n, e->gen);
@@ -239,6 +249,7 @@ static void push(struct hub *h)
 	}
 	changes_free(c, n);
 	free(snap);
+	return true;
 }
 
 static void heartbeats(struct hub *h)
@@ -290,8 +301,10 @@ static void *run(void *arg)
 {
 	struct hub *h = arg;
 
+	bool retry = false; /* a change not yet pushed: the store could not be read */
+
 	for (;;) {
-		bool dirty = false, stopping;
+		bool dirty = retry, stopping;
 		size_t n = h->n_held;
 		int rc;
 
@@ -315,8 +328,7 @@ static void *run(void *arg)
 				readable(h, i);
 		take_pending(h);
 		deadlines(h);
-		if (dirty)
-			push(h);
+		retry = dirty && !push(h);
 		heartbeats(h);
 	}
 	while (h->n_held)

@@ -293,8 +293,8 @@ static bool tpmt_public_equal(const TPMT_PUBLIC *a, const TPMT_PUBLIC *b)
 	size_t la = 0, lb = 0;
 
 	return Tss2_MU_TPMT_PUBLIC_Marshal(a, ba, sizeof(ba), &la) == TSS2_RC_SUCCESS &&
-	       Tss2_MU_TPMT_PUBLIC_Marshal(b, bb, sizeof(bb), &lb) == TSS2_RC_SUCCESS &&
-	       la == lb && memcmp(ba, bb, la) == 0;
+	       Tss2_MU_TPMT_PUBLIC_Marshal(b, bb, sizeof(bb), &lb) == TSS2_RC_SUCCESS && la == lb &&
+	       memcmp(ba, bb, la) == 0;
 }
 
 /* Whether got is exactly the certified EK want; if not, *why says what differs. */
