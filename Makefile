@@ -42,6 +42,10 @@ JOIND_SRC := $(wildcard userspace/joind/*.c)
 JOIND_OBJ := $(JOIND_SRC:%.c=$(BUILD)/%.o)
 JOIND := $(BUILD)/conclave-joind
 
+AGENT_SRC := $(wildcard userspace/agent/*.c)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
+AGENT := $(BUILD)/conclave-agent
+
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/bpf/test_*.c tests/integration/test_*.c)
@@ -58,7 +62,7 @@ FUZZ_SECONDS ?= 20
 
 .SECONDARY:
 .PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e
-all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(TESTS) $(TOOLS)
+all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(AGENT) $(TESTS) $(TOOLS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
 	@mkdir -p $(dir $@)
@@ -86,6 +90,9 @@ $(CTL): $(CTL_OBJ) $(LIB)
 
 $(INIT): $(INIT_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(INIT_OBJ) $(LIB) $(LDLIBS)
+
+$(AGENT): $(AGENT_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(LIB) $(LDLIBS)
 
 $(JOIND): $(JOIND_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(JOIND_OBJ) $(LIB) $(LDLIBS)

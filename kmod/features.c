@@ -7,6 +7,7 @@
  * load a module by itself (request_module) and "check only" must not change the system. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -41,7 +42,8 @@
 #define AS_ROOT	      "run as root"
 #define GENL_BUF_SIZE 4096
 
-static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void append(char *buf, size_t size, const char *fmt, ...)
 {
 	size_t n = strlen(buf);
@@ -116,7 +118,8 @@ static int genl_family_id(const char *name, unsigned int *id)
 		ret = -errno;
 		goto out;
 	}
-	for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+	for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len);
+	     h = NLMSG_NEXT(h, len)) {
 		if (h->nlmsg_type == NLMSG_ERROR) {
 			const struct nlmsgerr *e = NLMSG_DATA(h);
 
@@ -248,7 +251,7 @@ static int dm_target_version(const char *name, unsigned int version[3])
 
 static int probe_dm(const struct feature *f, unsigned int flags, struct feature_result *r)
 {
-	unsigned int v[3];
+	unsigned int v[3] = { 0 };
 	int ret = dm_target_version(f->probe_arg, v);
 
 	switch (ret) {
@@ -335,7 +338,8 @@ static int probe_bpf(const struct feature *f, unsigned int flags, struct feature
 	if (!is_bpffs(BPFFS)) {
 		if (!(flags & FEATURE_ENSURE)) {
 			DETAIL(r, "bpf() works, but no bpffs is mounted on %s", BPFFS);
-			REMEDY(r, "mount bpffs: mount -t bpf bpf %s (doctor without --no-load does)",
+			REMEDY(r,
+			       "mount bpffs: mount -t bpf bpf %s (doctor without --no-load does)",
 			       BPFFS);
 			return -ENOENT;
 		}
@@ -451,22 +455,45 @@ static int probe_btf(const struct feature *f, unsigned int flags, struct feature
 /* ---- the table ---- */
 
 const struct feature features[] = {
-	{ "wireguard", "encrypts all traffic between nodes", "CONFIG_WIREGUARD", { "wireguard" },
-	  false, probe_genl, "wireguard" },
-	{ "dm-crypt", "encrypts the node's state disk", "CONFIG_BLK_DEV_DM and CONFIG_DM_CRYPT",
-	  { "dm_crypt" }, false, probe_dm, "crypt" },
-	{ "dm-integrity", "authenticates every sector of the state disk",
-	  "CONFIG_BLK_DEV_DM and CONFIG_DM_INTEGRITY", { "dm_integrity" }, false, probe_dm,
-	  "integrity" },
-	{ "tpm", "measured boot and attestation", "CONFIG_TCG_TPM and CONFIG_TCG_CRB or CONFIG_TCG_TIS",
-	  { "tpm_crb", "tpm_tis" }, true, probe_tpm, NULL },
-	{ "bpf", "loads the datapath's programs and pins its maps", "CONFIG_BPF_SYSCALL", { NULL },
-	  false, probe_bpf, NULL },
-	{ "tc-bpf", "attaches the datapath to network interfaces",
-	  "CONFIG_NET_SCH_INGRESS and CONFIG_NET_CLS_BPF", { "sch_ingress", "cls_bpf" }, false,
-	  probe_tc, NULL },
-	{ "btf", "CO-RE relocation of the datapath's programs", "CONFIG_DEBUG_INFO_BTF", { NULL },
-	  false, probe_btf, NULL },
+	{ .name = "wireguard",
+	  .purpose = "encrypts all traffic between nodes",
+	  .config = "CONFIG_WIREGUARD",
+	  .modules = { "wireguard" },
+	  .probe = probe_genl,
+	  .probe_arg = "wireguard" },
+	{ .name = "dm-crypt",
+	  .purpose = "encrypts the node's state disk",
+	  .config = "CONFIG_BLK_DEV_DM and CONFIG_DM_CRYPT",
+	  .modules = { "dm_crypt" },
+	  .probe = probe_dm,
+	  .probe_arg = "crypt" },
+	{ .name = "dm-integrity",
+	  .purpose = "authenticates every sector of the state disk",
+	  .config = "CONFIG_BLK_DEV_DM and CONFIG_DM_INTEGRITY",
+	  .modules = { "dm_integrity" },
+	  .probe = probe_dm,
+	  .probe_arg = "integrity" },
+	/* Debian builds both drivers in; either one gives /dev/tpmrm0. */
+	{ .name = "tpm",
+	  .purpose = "measured boot and attestation",
+	  .config = "CONFIG_TCG_TPM and CONFIG_TCG_CRB or CONFIG_TCG_TIS",
+	  .modules = { "tpm_crb", "tpm_tis" },
+	  .any_module = true,
+	  .probe = probe_tpm },
+	{ .name = "bpf",
+	  .purpose = "loads the datapath's programs and pins its maps",
+	  .config = "CONFIG_BPF_SYSCALL",
+	  .probe = probe_bpf },
+	/* Modules in Debian's 6.1, not loaded at boot: the image has them for libkmod. */
+	{ .name = "tc-bpf",
+	  .purpose = "attaches the datapath to network interfaces",
+	  .config = "CONFIG_NET_SCH_INGRESS and CONFIG_NET_CLS_BPF",
+	  .modules = { "sch_ingress", "cls_bpf" },
+	  .probe = probe_tc },
+	{ .name = "btf",
+	  .purpose = "CO-RE relocation of the datapath's programs",
+	  .config = "CONFIG_DEBUG_INFO_BTF",
+	  .probe = probe_btf },
 };
 const size_t features_count = ARRAY_SIZE(features);
 
@@ -480,23 +507,25 @@ const struct feature *feature_find(const char *name)
 
 /* ---- the check ---- */
 
-/* The modules of f: *blocking gets the first reason the feature cannot work (nothing is probed
- * then), *soft a reason that matters only if the probe fails (a kernel that cannot load
- * modules may still have the code built in without a trace in /sys/module). */
+/* The modules of f: 0, or the first reason the feature cannot work (said in r; nothing is
+ * probed then). note gets what each module is; soft a reason that matters only if the probe
+ * fails: a kernel that cannot load modules may still have the code built in without a trace
+ * in /sys/module. */
 static int check_modules(struct modules *m, const struct feature *f, unsigned int flags,
 			 struct feature_result *r, char *note, size_t note_size, char *soft,
 			 size_t soft_size)
 {
 	struct diag d = { { 0 } };
 	int blocking = 0, satisfied = 0, ret;
-	char path[4096];
+	char path[PATH_MAX];
 	enum module_state st;
 	struct utsname u;
 	unsigned int n;
 
 	for (const char *const *mod = f->modules; *mod; mod++) {
 		ret = modules_state(m, *mod, &st);
-		if (ret == 0 && (st == MODULE_BUILTIN || st == MODULE_LIVE || st == MODULE_COMING)) {
+		if (ret == 0 &&
+		    (st == MODULE_BUILTIN || st == MODULE_LIVE || st == MODULE_COMING)) {
 			append(note, note_size, "%smodule %s %s", note[0] ? ", " : "", *mod,
 			       module_state_name(st));
 			satisfied++;
@@ -511,15 +540,23 @@ static int check_modules(struct modules *m, const struct feature *f, unsigned in
 				continue;
 			blocking = -ENOENT;
 			DETAIL(r, "module %s is not loaded", *mod);
-			if (modules_find(m, *mod, path, sizeof(path), &d) < 0)
+			if (modules_find(m, *mod, path, sizeof(path), &d) < 0) {
 				append(r->detail, sizeof(r->detail), " (%s)", d.msg);
-			REMEDY(r, "load module %s (doctor without --no-load, or modprobe %s)", *mod,
-			       *mod);
+				REMEDY(r,
+				       "install the modules of this kernel (%s) or use a kernel "
+				       "with %s",
+				       modules_dir(m), f->config);
+			} else {
+				REMEDY(r,
+				       "load module %s (doctor without --no-load, or modprobe %s)",
+				       *mod, *mod);
+			}
 			continue;
 		}
 		ret = modules_ensure(m, *mod, &n, &d);
 		if (ret == 0) {
-			append(note, note_size, "%smodule %s loaded now", note[0] ? ", " : "", *mod);
+			append(note, note_size, "%smodule %s loaded now", note[0] ? ", " : "",
+			       *mod);
 			if (n > 1)
 				append(note, note_size, " with %u dependencies", n - 1);
 			satisfied++;
@@ -544,9 +581,10 @@ static int check_modules(struct modules *m, const struct feature *f, unsigned in
 
 		uname(&u);
 		snprintf(names, sizeof(names), "%s", soft);
-		snprintf(soft, soft_size,
-			 "kernel %s cannot load modules (no /proc/modules) and shows no built-in %s",
-			 u.release, names);
+		snprintf(
+		    soft, soft_size,
+		    "kernel %s cannot load modules (no /proc/modules) and shows no built-in %s",
+		    u.release, names);
 	}
 	if (f->any_module && satisfied)
 		return 0;

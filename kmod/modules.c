@@ -24,6 +24,8 @@ struct modules {
 };
 
 static void keep_log(void *data, int priority, const char *file, int line, const char *fn,
+		     const char *format, va_list args) __attribute__((format(printf, 6, 0)));
+static void keep_log(void *data, int priority, const char *file, int line, const char *fn,
 		     const char *format, va_list args)
 {
 	struct modules *m = data;

@@ -20,6 +20,10 @@
 #include "conclave/secret.h"
 #include "conclave/wire.h"
 
+/* What a node quotes: the boot (PCRs the event log covers) and PCR 15, where the agent records
+ * the cluster it joined since boot; the join service refuses a quote without it. */
+#define NODE_QUOTE_PCRS (LOG_COVERED_PCRS | 1u << 15)
+
 struct joinclient_config {
 	const char *host; /* numeric IPv4 or IPv6 address of the join service */
 	uint16_t port;

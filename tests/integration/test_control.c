@@ -22,6 +22,7 @@
 #include "attest_fixture.h"
 #include "joind_proc.h"
 #include "conclave/admin.h"
+#include "conclave/agent.h"
 #include "conclave/atls.h"
 #include "conclave/joinclient.h"
 #include "conclave/kms.h"
@@ -189,7 +190,7 @@ static int node_subscribe(struct node *n, struct diag *d)
 		.cp_ca = cp_roots,
 		.attest = { .tcti = n->fx.tpm.tcti,
 			    .ak_state = n->fx.ak_state,
-			    .pcr_mask = LOG_COVERED_PCRS,
+			    .pcr_mask = NODE_QUOTE_PCRS,
 			    /* D's extra kernel measurement has no log event: it sends no log,
 			       and the policy alone judges its PCRs. */
 			    .event_log = n == &nodes[NODE_NEW] ? NULL : n->fx.log_path,
@@ -546,7 +547,7 @@ static int reattest(struct node *n, const uint8_t wg[32], int64_t wait_ms, struc
 	struct joinclient_config c = {
 		.attest = { .tcti = n->fx.tpm.tcti,
 			    .ak_state = n->fx.ak_state,
-			    .pcr_mask = LOG_COVERED_PCRS,
+			    .pcr_mask = NODE_QUOTE_PCRS,
 			    .event_log = n == &nodes[NODE_NEW] ? NULL : n->fx.log_path,
 			    .ek_chain = n->fx.tpm.issuer },
 		.disk_uuid = n->uuid,
@@ -643,6 +644,75 @@ static void node_that_stops_reattesting_is_revoked(void **state)
 	admin_result_clear(&r);
 }
 
+static struct fixture wanderer; /* a node that tries to join two clusters in one boot */
+
+static int wanderer_join(uint32_t mask, struct join_info *j, struct diag *d)
+{
+	static const uint8_t wg[32] = { 0x55 }, uuid[16] = { 0xe5 };
+	struct joinclient_config c = {
+		.host = "127.0.0.1",
+		.port = joind_port,
+		.connect_timeout_ms = 2000,
+		.timeout_ms = 5000,
+		.cp_policy = &cp.policy,
+		.cp_ca = cp_roots,
+		.attest = { .tcti = wanderer.tpm.tcti,
+			    .ak_state = wanderer.ak_state,
+			    .pcr_mask = mask,
+			    .event_log = wanderer.log_path,
+			    .ek_chain = wanderer.tpm.issuer },
+		.wg_pubkey = wg,
+		.disk_uuid = uuid,
+		.endpoints = { "192.0.2.99:51820" },
+		.n_endpoints = 1,
+	};
+
+	memset(d, 0, sizeof(*d));
+	return joinclient_join(&c, j, d);
+}
+
+static void pcr15_binds_a_boot_to_one_cluster(void **state)
+{
+	uint8_t other[32];
+	struct admin_result r;
+	struct join_info j;
+	struct tpm *t;
+	char *golden = NULL;
+	struct diag d;
+	int ret;
+
+	/* Back to the golden boot's policy (the previous tests moved on to another kernel). */
+	check(signed_policy_with_pcr4(cp.policy.pcrs[4].expected, &golden) == 0, "golden policy");
+	ret = call(ADMIN_POLICY, 0, operator_key, true, (const uint8_t *)golden, strlen(golden), &r,
+		   &d);
+	check(ret == 0 && r.code == WIRE_OK, "policy: %d code %u: %s %s", ret, r.code, r.text,
+	      d.msg);
+	admin_result_clear(&r);
+	free(golden);
+	/* A quote that leaves PCR 15 out cannot show where the node has been. */
+	ret = wanderer_join(LOG_COVERED_PCRS, &j, &d);
+	check(ret == -EACCES && strstr(d.msg, "PCR 15"), "quote without PCR 15: %d: %s", ret,
+	      d.msg);
+	/* Joined this cluster earlier in this boot (the agent extended PCR 15): welcome back. */
+	check(tpm_open(wanderer.tpm.tcti, &t, &d) == 0 &&
+		  tpm_pcr_extend(t, AGENT_CLUSTER_PCR, cluster_id, &d) == 0,
+	      "%s", d.msg);
+	tpm_close(t);
+	ret = wanderer_join(NODE_QUOTE_PCRS, &j, &d);
+	check(ret == 0, "a node whose PCR 15 holds this cluster: %d: %s", ret, d.msg);
+	join_info_clear(&j);
+	/* After a reboot, it joined another cluster first: refused here. */
+	check(fixture_reboot(&wanderer) == 0, "reboot");
+	memset(other, 0x0c, sizeof(other));
+	check(tpm_open(wanderer.tpm.tcti, &t, &d) == 0 &&
+		  tpm_pcr_extend(t, AGENT_CLUSTER_PCR, other, &d) == 0,
+	      "%s", d.msg);
+	tpm_close(t);
+	ret = wanderer_join(NODE_QUOTE_PCRS, &j, &d);
+	check(ret == -EACCES && strstr(d.msg, "another cluster"),
+	      "a node that joined another cluster since boot: %d: %s", ret, d.msg);
+}
+
 /* ---- set-up ------------------------------------------------------------------------------ */
 
 static int keypair(const char *name, char *pub, size_t cap, EVP_PKEY **priv)
@@ -678,8 +748,11 @@ static int write_files(void)
 	out = fopen(ca_path, "we");
 	if (ret < 0 || !out)
 		return -1;
-	for (int i = -2; i < N_NODES; i++) {
-		struct fixture *f = i == -2 ? &cp : i == -1 ? &swapped : &nodes[i].fx;
+	for (int i = -3; i < N_NODES; i++) {
+		struct fixture *f = i == -3   ? &wanderer
+				    : i == -2 ? &cp
+				    : i == -1 ? &swapped
+					      : &nodes[i].fx;
 		uint8_t *buf = NULL;
 		size_t len;
 
@@ -705,7 +778,7 @@ static int group_setup(void **state)
 	snprintf(port_path, sizeof(port_path), "%s/port", dir);
 	snprintf(log_path, sizeof(log_path), "%s/joind.log", dir);
 	recovery_path[0] = '\0';
-	if (fixture_start(&cp) < 0 || fixture_start(&swapped) < 0)
+	if (fixture_start(&cp) < 0 || fixture_start(&swapped) < 0 || fixture_start(&wanderer) < 0)
 		return -1;
 	for (int i = 0; i < N_NODES; i++) {
 		if (fixture_start(&nodes[i].fx) < 0)
@@ -742,6 +815,7 @@ static int group_teardown(void **state)
 	}
 	fixture_stop(&cp);
 	fixture_stop(&swapped);
+	fixture_stop(&wanderer);
 	X509_STORE_free(cp_roots);
 	EVP_PKEY_free(operator_key);
 	EVP_PKEY_free(intruder_key);
@@ -767,6 +841,7 @@ int main(void)
 		cmocka_unit_test(control_plane_on_a_swapped_tpm_fails_verify),
 		cmocka_unit_test(restarted_control_plane_waits_for_recover),
 		cmocka_unit_test(node_that_stops_reattesting_is_revoked),
+		cmocka_unit_test(pcr15_binds_a_boot_to_one_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -209,7 +209,7 @@ static int node_join(struct node *n)
 		.cp_ca = joind_fx.ca,
 		.attest = { .tcti = n->fx.tpm.tcti,
 			    .ak_state = n->fx.ak_state,
-			    .pcr_mask = LOG_COVERED_PCRS,
+			    .pcr_mask = NODE_QUOTE_PCRS,
 			    .event_log = n->fx.log_path,
 			    .ek_chain = n->fx.tpm.issuer },
 		.wg_pubkey = n->wg,

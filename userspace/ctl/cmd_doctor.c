@@ -15,17 +15,19 @@
 
 static void doctor_usage(FILE *f)
 {
-	fprintf(f, "usage: conclavectl doctor [--json] [--no-load] [FEATURE...]\n"
-		   "Check that this kernel provides what a node needs, one line a feature: ok, or\n"
-		   "MISSING with the reason and a remedy. Modules a feature needs are loaded first\n"
-		   "(with their dependencies, from /lib/modules/$(uname -r)), and bpffs is mounted\n"
-		   "on /sys/fs/bpf, unless --no-load is given.\n\n"
-		   "  --json     print {\"ok\": bool, \"features\": [{name, ok, detail, remedy}]}\n"
-		   "  --no-load  only check: load no module, mount nothing\n\n"
-		   "features:\n");
+	fprintf(f,
+		"usage: conclavectl doctor [--json] [--no-load] [FEATURE...]\n"
+		"Check that this kernel provides what a node needs, one line a feature: ok, or\n"
+		"MISSING with the reason and a remedy. Modules a feature needs are loaded first\n"
+		"(with their dependencies, from /lib/modules/$(uname -r)), and bpffs is mounted\n"
+		"on /sys/fs/bpf, unless --no-load is given.\n\n"
+		"  --json     print {\"ok\": bool, \"features\": [{name, ok, detail, remedy}]}\n"
+		"  --no-load  only check: load no module, mount nothing\n\n"
+		"features:\n");
 	for (size_t i = 0; i < features_count; i++)
 		fprintf(f, "  %-13s %s\n", features[i].name, features[i].purpose);
-	fprintf(f, "\nExit status: 0 every feature checked is ok, 1 one is missing, 2 usage error.\n");
+	fprintf(f,
+		"\nExit status: 0 every feature checked is ok, 1 one is missing, 2 usage error.\n");
 }
 
 static json_object *result_json(const struct feature *f, const struct feature_result *r)
@@ -70,7 +72,8 @@ int cmd_doctor(int argc, char **argv)
 		const struct feature *f = feature_find(argv[optind]);
 
 		if (!f) {
-			fprintf(stderr, "conclavectl: doctor: unknown feature '%s'\n", argv[optind]);
+			fprintf(stderr, "conclavectl: doctor: unknown feature '%s'\n",
+				argv[optind]);
 			doctor_usage(stderr);
 			return EXIT_USAGE;
 		}
@@ -110,8 +113,8 @@ int cmd_doctor(int argc, char **argv)
 	if (json) {
 		json_object_object_add(root, "ok", json_object_new_boolean(all_ok));
 		json_object_object_add(root, "features", list);
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
-									  JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n", json_object_to_json_string_ext(
+				   root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(root);
 	}
 	return all_ok ? EXIT_OK : EXIT_REFUSED;

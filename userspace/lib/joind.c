@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "conclave/agent.h"
 #include "conclave/atls.h"
 #include "conclave/evidence.h"
 #include "conclave/joinclient.h"
@@ -111,6 +112,30 @@ static int make_record(const struct atls_peer *p, const struct wire_msg *req, co
 	return 0;
 }
 
+/* PCR 15 records the cluster a node joined since its boot (the agent extends it after joining):
+ * zero before the first join, this cluster's value after. Anything else: it joined another
+ * cluster since boot. A quote that leaves PCR 15 out cannot show this, and is refused. */
+static int check_cluster_pcr(struct joind *j, const struct verdict *v, struct diag *d)
+{
+	static const uint8_t zero[32];
+	uint8_t id[CLUSTER_ID_LEN], want[32];
+
+	if (!(v->pcr_mask & 1u << AGENT_CLUSTER_PCR)) {
+		diag_set(d, "the node's quote does not cover PCR %d", AGENT_CLUSTER_PCR);
+		return -EPERM;
+	}
+	if (!joind_cluster(j, id, NULL))
+		return -EIO;
+	agent_cluster_pcr(id, want);
+	if (memcmp(v->pcr_values[AGENT_CLUSTER_PCR], zero, 32) != 0 &&
+	    memcmp(v->pcr_values[AGENT_CLUSTER_PCR], want, 32) != 0) {
+		diag_set(d, "PCR %d shows the node joined another cluster since it booted",
+			 AGENT_CLUSTER_PCR);
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Admit the node and build the response document (peer set without the node itself); the
  * store is held for the whole step so the snapshot includes this join. */
 static int admit(struct joind *j, const struct join_record *r, struct join_result *res,
@@ -195,6 +220,8 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 	subscribe = req.flags & JOIN_SUBSCRIBE;
 	ret = make_record(p, &req, NULL, &r, d);
 	wire_msg_free(&req);
+	if (ret == 0)
+		ret = check_cluster_pcr(j, &p->verdict, d);
 	if (ret == 0)
 		ret = admit(j, &r, &res, &doc, &doc_len, d);
 	if (ret == 0) {
@@ -332,6 +359,8 @@ static int reattest(void *arg, struct atls_session *s, int64_t node_id, struct w
 	node_record_clear(&c.record);
 	if (ret == 0)
 		ret = make_record(&peer, NULL, endpoints, &r, &d);
+	if (ret == 0)
+		ret = check_cluster_pcr(j, &peer.verdict, &d);
 	if (ret == 0) {
 		pthread_mutex_lock(&j->store_lock);
 		ret = membership_join(j->store, &r, &res, &d);

@@ -138,12 +138,12 @@ int nl_open(int bus, struct mnl_socket **out, struct diag *d)
 	int one = 1, ret;
 
 	if (!nl) {
-		ret = -errno;
+		ret = errno ? -errno : -EIO;
 		diag_set(d, "netlink socket: %s", strerror(-ret));
 		return ret;
 	}
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		ret = -errno;
+		ret = errno ? -errno : -EIO;
 		mnl_socket_close(nl);
 		diag_set(d, "netlink bind: %s", strerror(-ret));
 		return ret;
@@ -170,16 +170,18 @@ int nl_talk(struct mnl_socket *nl, struct nlmsghdr *req, nl_reply_cb cb, void *d
 		diag_set(d, "netlink send: %s", strerror(-ret));
 		return ret;
 	}
-	do {
+	for (;;) {
 		n = mnl_socket_recvfrom(nl, buf, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			ret = -errno;
+			ret = errno ? -errno : -EIO;
 			diag_set(d, "netlink receive: %s", strerror(-ret));
 			return ret;
 		}
-	} while (dispatch(&c, buf, (size_t)n));
+		if (!dispatch(&c, buf, (size_t)n))
+			break;
+	}
 	if (c.cb_err)
 		return c.cb_err;
 	if (c.err) {
@@ -197,7 +199,7 @@ int nl_talk(struct mnl_socket *nl, struct nlmsghdr *req, nl_reply_cb cb, void *d
 /* One request on a fresh rtnetlink socket. */
 static int rtnl_do(struct nlmsghdr *req, nl_reply_cb cb, void *data, struct diag *d)
 {
-	struct mnl_socket *nl;
+	struct mnl_socket *nl = NULL;
 	void *buf;
 	int ret;
 
@@ -278,8 +280,8 @@ static int check_ifname(const char *ifname, struct diag *d)
 	size_t n = ifname ? strnlen(ifname, IFNAMSIZ) : 0;
 
 	if (n == 0 || n >= IFNAMSIZ) {
-		diag_set(d, "interface name '%.32s' must have 1 to %d characters", ifname ? ifname : "",
-			 IFNAMSIZ - 1);
+		diag_set(d, "interface name '%.32s' must have 1 to %d characters",
+			 ifname ? ifname : "", IFNAMSIZ - 1);
 		return -EINVAL;
 	}
 	return 0;
@@ -370,8 +372,9 @@ int rtnl_link_ensure(const char *ifname, const char *kind, int *ifindex, struct 
 	if (ret < 0)
 		return ret;
 	if (strcmp(li.kind, kind) != 0) {
-		diag_set(d, "a link named %s exists with kind '%s', not '%s': delete it or choose "
-			    "another name",
+		diag_set(d,
+			 "a link named %s exists with kind '%s', not '%s': delete it or choose "
+			 "another name",
 			 ifname, li.kind[0] ? li.kind : "none", kind);
 		return -EEXIST;
 	}

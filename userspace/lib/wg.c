@@ -32,7 +32,7 @@ struct wg {
 	struct secret *rbuf; /* receive buffer: a device dump carries its private key */
 };
 
-/* --- keys -------------------------------------------------------------------------------------- */
+/* --- keys ------------------------------------------------------------------------------------- */
 
 int wg_public_key(const struct secret *private_key, uint8_t pubkey[WG_KEY_LEN], struct diag *d)
 {
@@ -55,25 +55,27 @@ int wg_public_key(const struct secret *private_key, uint8_t pubkey[WG_KEY_LEN], 
 
 int wg_generate_key(struct secret **private_key, uint8_t pubkey[WG_KEY_LEN], struct diag *d)
 {
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
 	struct secret *s = secret_new(WG_KEY_LEN);
 	size_t len = WG_KEY_LEN;
+	EVP_PKEY_CTX *ctx;
 	EVP_PKEY *k = NULL;
 	int ret = 0;
 
 	if (!s) {
-		ret = -errno;
-		diag_set(d, "WireGuard private key: locked memory: %s", strerror(-ret));
-	} else if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &k) != 1 ||
-		   EVP_PKEY_get_raw_private_key(k, s->data, &len) != 1 || len != WG_KEY_LEN) {
+		diag_set(d, "WireGuard private key: locked memory: %s", strerror(errno));
+		return -ENOMEM;
+	}
+	ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
+	if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &k) != 1 ||
+	    EVP_PKEY_get_raw_private_key(k, s->data, &len) != 1 || len != WG_KEY_LEN) {
 		diag_set(d, "X25519 key generation: OpenSSL failed");
 		ret = -EIO;
 	}
 	EVP_PKEY_free(k);
 	EVP_PKEY_CTX_free(ctx);
 	if (ret == 0) {
-		/* Stored clamped, as `wg genkey` writes it and as the kernel reports it back; X25519
-		 * clamps anyway, so the public key is the same either way. */
+		/* Stored clamped, as `wg genkey` writes it and as the kernel reports it back;
+		 * X25519 clamps anyway, so the public key is the same either way. */
 		s->data[0] &= 248;
 		s->data[31] &= 127;
 		s->data[31] |= 64;
@@ -87,7 +89,7 @@ int wg_generate_key(struct secret **private_key, uint8_t pubkey[WG_KEY_LEN], str
 	return 0;
 }
 
-/* --- the socket and the family ----------------------------------------------------------------- */
+/* --- the socket and the family ---------------------------------------------------------------- */
 
 static struct nlmsghdr *genl_msg(void *buf, uint16_t family, uint16_t flags, uint8_t cmd,
 				 uint8_t version)
@@ -141,8 +143,9 @@ int wg_open(struct wg **out, struct diag *d)
 	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, WG_GENL_NAME);
 	ret = nl_talk(w->nl, nlh, family_reply, &w->family, w->rbuf->data, w->rbuf->len, d);
 	if (ret == -ENOENT) {
-		diag_set(d, "this kernel has no WireGuard: generic netlink family \"%s\" not found "
-			    "(CONFIG_WIREGUARD off or module wireguard not loaded)",
+		diag_set(d,
+			 "this kernel has no WireGuard: generic netlink family \"%s\" not found "
+			 "(CONFIG_WIREGUARD off or module wireguard not loaded)",
 			 WG_GENL_NAME);
 		ret = -EPROTONOSUPPORT;
 		goto fail;
@@ -177,8 +180,8 @@ static int check_ifname(const char *ifname, struct diag *d)
 	size_t n = ifname ? strnlen(ifname, IFNAMSIZ) : 0;
 
 	if (n == 0 || n >= IFNAMSIZ) {
-		diag_set(d, "interface name '%.32s' must have 1 to %d characters", ifname ? ifname : "",
-			 IFNAMSIZ - 1);
+		diag_set(d, "interface name '%.32s' must have 1 to %d characters",
+			 ifname ? ifname : "", IFNAMSIZ - 1);
 		return -EINVAL;
 	}
 	return 0;
@@ -198,7 +201,7 @@ static int talk(struct wg *w, struct nlmsghdr *nlh, nl_reply_cb cb, void *data, 
 	return nl_talk(w->nl, nlh, cb, data, w->rbuf->data, w->rbuf->len, d);
 }
 
-/* --- SET_DEVICE -------------------------------------------------------------------------------- */
+/* --- SET_DEVICE ------------------------------------------------------------------------------- */
 
 int wg_set_device(struct wg *w, const char *ifname, const struct secret *private_key,
 		  uint16_t listen_port, struct diag *d)
@@ -217,7 +220,7 @@ int wg_set_device(struct wg *w, const char *ifname, const struct secret *private
 	/* The message holds the key: build it in locked memory, wiped when freed. */
 	msg = secret_new(SMALL_REQ);
 	if (!msg) {
-		ret = -errno;
+		ret = errno ? -errno : -ENOMEM;
 		diag_set(d, "WireGuard device %s: locked memory: %s", ifname, strerror(-ret));
 		return ret;
 	}
@@ -404,8 +407,9 @@ int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg
 		       size_t budget, int (*emit)(struct nlmsghdr *nlh, void *arg), void *arg,
 		       struct diag *d)
 {
-	struct builder b = { .budget = budget, .family = genl_family, .ifname = ifname,
-			     .emit = emit, .arg = arg };
+	struct builder b = {
+		.budget = budget, .family = genl_family, .ifname = ifname, .emit = emit, .arg = arg
+	};
 	int ret, r;
 
 	if ((ret = check_ifname(ifname, d)) < 0 ||
@@ -497,7 +501,7 @@ int wg_set_peers(struct wg *w, const char *ifname, const struct wg_peer *upsert,
 	return ret;
 }
 
-/* --- GET_DEVICE -------------------------------------------------------------------------------- */
+/* --- GET_DEVICE ------------------------------------------------------------------------------- */
 
 struct tb {
 	const struct nlattr **a;
@@ -539,7 +543,8 @@ static int parse_allowed(const struct nlattr *nest, struct wg_peer *p, struct di
 	uint16_t family;
 	size_t len;
 
-	mnl_attr_for_each_nested(n, nest) {
+	mnl_attr_for_each_nested(n, nest)
+	{
 		memset(a, 0, sizeof(a));
 		if (!is(n, MNL_TYPE_NESTED) || mnl_attr_parse_nested(n, collect, &t) != MNL_CB_OK)
 			return bad(d, "allowed IP entry");
@@ -657,7 +662,8 @@ static int parse_peers(const struct nlattr *nest, struct wg_device *dev, struct 
 	struct wg_peer *p;
 	int ret;
 
-	mnl_attr_for_each_nested(n, nest) {
+	mnl_attr_for_each_nested(n, nest)
+	{
 		memset(a, 0, sizeof(a));
 		if (!is(n, MNL_TYPE_NESTED) || mnl_attr_parse_nested(n, collect, &t) != MNL_CB_OK)
 			return bad(d, "peer entry");
@@ -694,7 +700,8 @@ int wg_parse_device_msg(const struct nlmsghdr *nlh, struct wg_device *dev, struc
 		if (!is(a[WGDEVICE_A_IFNAME], MNL_TYPE_NUL_STRING) ||
 		    mnl_attr_get_payload_len(a[WGDEVICE_A_IFNAME]) > sizeof(dev->ifname))
 			return bad(d, "interface name");
-		snprintf(dev->ifname, sizeof(dev->ifname), "%s", mnl_attr_get_str(a[WGDEVICE_A_IFNAME]));
+		snprintf(dev->ifname, sizeof(dev->ifname), "%s",
+			 mnl_attr_get_str(a[WGDEVICE_A_IFNAME]));
 	}
 	if (a[WGDEVICE_A_PRIVATE_KEY]) {
 		if (!is_key(a[WGDEVICE_A_PRIVATE_KEY]))

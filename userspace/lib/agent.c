@@ -1,0 +1,577 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The node agent's state machine (include/conclave/agent.h, docs/agent.md). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "conclave/agent.h"
+#include "conclave/datapath.h"
+#include "conclave/joinclient.h"
+#include "conclave/log.h"
+#include "conclave/mesh.h"
+#include "conclave/rtnl.h"
+#include "conclave/tpm.h"
+#include "conclave/util.h"
+#include "conclave/wg.h"
+
+enum state {
+	ST_STARTING,
+	ST_KEYS,
+	ST_MESH_SETUP,
+	ST_JOINING,
+	ST_RUNNING,
+	ST_RECONNECTING,
+	ST_REFUSED,
+	ST_STOPPED,
+};
+
+static const char *const state_names[] = {
+	[ST_STARTING] = "starting", [ST_KEYS] = "keys",	      [ST_MESH_SETUP] = "mesh-setup",
+	[ST_JOINING] = "joining",   [ST_RUNNING] = "running", [ST_RECONNECTING] = "reconnecting",
+	[ST_REFUSED] = "refused",   [ST_STOPPED] = "stopped",
+};
+
+struct agent {
+	const struct agent_config *c;
+	enum state state;
+	char last_error[256];
+	/* Keys: the current pair, and the next one while a re-attestation is in flight. */
+	struct secret *priv, *next_priv;
+	uint8_t pub[32], next_pub[32];
+	/* Session and view. */
+	struct joinclient_config jc;
+	struct joinclient_session *sess;
+	struct join_info info;
+	bool joined_once;
+	uint64_t last_attested_ms, joined_ms;
+	/* Mesh. */
+	struct wg *wg;
+	int wg_ifindex;
+	struct datapath *dp;
+	struct mesh *mesh;
+	bool addressed;
+	/* Status socket. */
+	int status_fd;
+	/* Backoff. */
+	int backoff_ms;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void set_state(struct agent *a, enum state s, const char *why)
+{
+	if (a->state == s && !why)
+		return;
+	a->state = s;
+	if (why)
+		snprintf(a->last_error, sizeof(a->last_error), "%s", why);
+	if (why && (s == ST_RECONNECTING || s == ST_REFUSED))
+		log_warn("agent: %s: %s", state_names[s], why);
+	else
+		log_info("agent: %s%s%s", state_names[s], why ? ": " : "", why ? why : "");
+}
+
+void agent_cluster_pcr(const uint8_t cluster_id[32], uint8_t out[32])
+{
+	uint8_t buf[64] = { 0 };
+
+	memcpy(buf + 32, cluster_id, 32);
+	EVP_Digest(buf, sizeof(buf), out, NULL, EVP_sha256(), NULL);
+}
+
+/* ---- status ------------------------------------------------------------------------------ */
+
+static int status_open(struct agent *a, struct diag *d)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = a->c->status_path;
+
+	a->status_fd = -1;
+	if (!path)
+		return 0;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		diag_set(d, "status socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	(void)unlink(path);
+	a->status_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* Root only: the status names peers and keys' public halves, nothing secret, but it is
+	 * the node's business. */
+	if (a->status_fd < 0 || bind(a->status_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(a->status_fd, 8) < 0) {
+		diag_set(d, "status socket %s: %s", path, strerror(errno));
+		if (a->status_fd >= 0)
+			close(a->status_fd);
+		a->status_fd = -1;
+		return -errno;
+	}
+	return 0;
+}
+
+static void json_str(FILE *f, const char *key, const char *v, bool comma)
+{
+	fprintf(f, "\"%s\":\"", key);
+	for (const char *p = v; *p; p++)
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	fprintf(f, "\"%s", comma ? "," : "");
+}
+
+/* One JSON object: state, identity, mesh. */
+static void status_write(struct agent *a, FILE *f)
+{
+	char hex[65], key[65];
+	const struct peer *self = &a->info.view.self;
+
+	fputc('{', f);
+	json_str(f, "state", state_names[a->state], true);
+	json_str(f, "last_error", a->last_error, true);
+	hex_encode(a->info.cluster_id, 32, hex);
+	json_str(f, "cluster_id", a->joined_once ? hex : "", true);
+	hex_encode(a->pub, 32, key);
+	json_str(f, "wg_public_key", key, true);
+	fprintf(f, "\"node_id\":%lld,\"generation\":%llu,\"peers\":%zu,", (long long)self->node_id,
+		(unsigned long long)a->info.view.generation,
+		a->mesh ? mesh_peer_count(a->mesh) : 0);
+	json_str(f, "overlay_v4", self->overlay_v4, true);
+	json_str(f, "overlay_v6", self->overlay_v6, true);
+	json_str(f, "pod_cidr", self->pod_cidr, true);
+	fprintf(f, "\"session\":%s,\"reattest_interval_s\":%d,\"seconds_since_attested\":%lld}\n",
+		a->sess ? "true" : "false", a->c->reattest_s,
+		a->last_attested_ms ? (long long)((now_ms() - a->last_attested_ms) / 1000) : -1LL);
+}
+
+static void status_serve(struct agent *a)
+{
+	for (;;) {
+		int fd = accept4(a->status_fd, NULL, NULL, SOCK_CLOEXEC);
+		FILE *f;
+
+		if (fd < 0)
+			return;
+		f = fdopen(fd, "w");
+		if (!f) {
+			close(fd);
+			continue;
+		}
+		status_write(a, f);
+		fclose(f);
+	}
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+static int new_keys(struct agent *a, struct secret **priv, uint8_t pub[32], struct diag *d)
+{
+	int ret = wg_generate_key(priv, pub, d);
+
+	if (ret < 0)
+		diag_prefix(d, "WireGuard key pair");
+	return ret;
+}
+
+/* ---- mesh set-up (once per start) -------------------------------------------------------- */
+
+static int cidr_prefix(const char *cidr)
+{
+	const char *slash = cidr ? strchr(cidr, '/') : NULL;
+
+	return slash ? atoi(slash + 1) : -1;
+}
+
+static int datapath_setup(struct agent *a, struct diag *d)
+{
+	const struct agent_config *c = a->c;
+	struct dp_opts o = { .pin_root = c->pin_root };
+	struct dp_cidr cidrs[3];
+	size_t n = 0;
+	int ret;
+
+	if (!c->underlay_ifname)
+		return 0;
+	o.ifindex = (int)if_nametoindex(c->underlay_ifname);
+	if (!o.ifindex) {
+		diag_set(d, "underlay interface %s: %s", c->underlay_ifname, strerror(errno));
+		return -ENODEV;
+	}
+	o.config.wg_port = c->wg_port;
+	o.config.join_port = c->control_plane ? c->join_port : 0;
+	o.config.control_plane = c->control_plane;
+	o.config.strict = 1;
+	o.config.exempt =
+	    DP_EXEMPT_ARP | DP_EXEMPT_ND | DP_EXEMPT_DHCP | DP_EXEMPT_ICMP_ERROR | DP_EXEMPT_REPLY;
+	o.config.events_per_sec = 100;
+	if (c->overlay_v4 && dp_cidr_parse(c->overlay_v4, DP_CIDR_NODE, &cidrs[n]) == 0)
+		n++;
+	if (c->overlay_v6 && dp_cidr_parse(c->overlay_v6, DP_CIDR_NODE, &cidrs[n]) == 0)
+		n++;
+	if (c->pod_pool && dp_cidr_parse(c->pod_pool, DP_CIDR_POD, &cidrs[n]) == 0)
+		n++;
+	ret = datapath_ensure_bpffs(c->pin_root ? c->pin_root : DP_PIN_ROOT, d);
+	if (ret == 0)
+		ret = datapath_open(&o, &a->dp, d);
+	/* Strict mode and the cluster ranges before any peer (and before the programs are
+	 * attached, so no moment exists where cluster traffic leaves unencrypted). */
+	if (ret == 0)
+		ret = datapath_set_cidrs(a->dp, cidrs, n, d);
+	if (ret == 0)
+		ret = datapath_attach(a->dp, d);
+	if (ret < 0)
+		diag_prefix(d, "datapath");
+	return ret;
+}
+
+static int wireguard_setup(struct agent *a, struct diag *d)
+{
+	const struct agent_config *c = a->c;
+	unsigned int mtu = 1500;
+	int under = 0, ret;
+
+	if (!c->wg_ifname)
+		return 0;
+	if (c->underlay_ifname && rtnl_link_get(c->underlay_ifname, &under, &mtu, d) < 0)
+		return -ENODEV;
+	ret = wg_open(&a->wg, d);
+	if (ret == 0)
+		ret = rtnl_link_ensure(c->wg_ifname, "wireguard", &a->wg_ifindex, d);
+	if (ret == 0)
+		ret = wg_set_device(a->wg, c->wg_ifname, a->priv, c->wg_port, d);
+	if (ret == 0)
+		ret = rtnl_link_up(a->wg_ifindex, wg_mtu(mtu, AF_INET), d);
+	if (ret < 0)
+		diag_prefix(d, "WireGuard %s", c->wg_ifname);
+	return ret;
+}
+
+/* Our overlay addresses (with the cluster range's prefix, so the range routes to WireGuard) and
+ * the pod pool's route, once we know them. */
+static int wireguard_address(struct agent *a, struct diag *d)
+{
+	const struct agent_config *c = a->c;
+	const struct peer *self = &a->info.view.self;
+	char cidr[64];
+	int ret = 0;
+
+	if (!a->wg || a->addressed)
+		return 0;
+	if (self->overlay_v4[0] && cidr_prefix(c->overlay_v4) > 0) {
+		snprintf(cidr, sizeof(cidr), "%s/%d", self->overlay_v4, cidr_prefix(c->overlay_v4));
+		ret = rtnl_addr_add(a->wg_ifindex, cidr, d);
+	}
+	if (ret == 0 && self->overlay_v6[0] && cidr_prefix(c->overlay_v6) > 0) {
+		snprintf(cidr, sizeof(cidr), "%s/%d", self->overlay_v6, cidr_prefix(c->overlay_v6));
+		ret = rtnl_addr_add(a->wg_ifindex, cidr, d);
+	}
+	if (ret == 0 && c->pod_pool)
+		ret = rtnl_route_replace(a->wg_ifindex, c->pod_pool, d);
+	if (ret == 0)
+		a->addressed = true;
+	return ret;
+}
+
+/* ---- PCR 15 ------------------------------------------------------------------------------ */
+
+/* Once per boot: extend PCR 15 with the cluster identity; a PCR that already holds another
+ * cluster's means this boot joined elsewhere, and we stop. */
+static int record_cluster(struct agent *a, struct diag *d)
+{
+	static const uint8_t zero[32];
+	uint8_t pcrs[24][32], want[32];
+	struct tpm *t = NULL;
+	int ret;
+
+	if (!a->c->extend_pcr)
+		return 0;
+	agent_cluster_pcr(a->info.cluster_id, want);
+	ret = tpm_open(a->c->attest.tcti, &t, d);
+	if (ret == 0)
+		ret = tpm_pcr_read(t, 1u << AGENT_CLUSTER_PCR, pcrs, NULL, d);
+	if (ret == 0 && !memcmp(pcrs[AGENT_CLUSTER_PCR], zero, 32))
+		ret = tpm_pcr_extend(t, AGENT_CLUSTER_PCR, a->info.cluster_id, d);
+	else if (ret == 0 && memcmp(pcrs[AGENT_CLUSTER_PCR], want, 32) != 0) {
+		diag_set(d,
+			 "PCR %d holds another cluster's identity: this boot joined another "
+			 "cluster",
+			 AGENT_CLUSTER_PCR);
+		ret = -EPERM;
+	}
+	tpm_close(t);
+	return ret;
+}
+
+/* ---- the session ------------------------------------------------------------------------- */
+
+static void drop_session(struct agent *a)
+{
+	joinclient_close(a->sess);
+	a->sess = NULL;
+	secret_free(a->next_priv);
+	a->next_priv = NULL;
+}
+
+static int apply_view(struct agent *a, struct diag *d)
+{
+	struct mesh_stats st;
+	int ret = mesh_apply(a->mesh, &a->info.view, &st, d);
+
+	if (ret == 0 && (st.added || st.updated || st.removed))
+		log_info("agent: generation %llu: %zu peers (+%zu ~%zu -%zu)",
+			 (unsigned long long)a->info.view.generation, mesh_peer_count(a->mesh),
+			 st.added, st.updated, st.removed);
+	return ret;
+}
+
+static int join(struct agent *a, struct diag *d)
+{
+	int ret;
+
+	join_info_clear(&a->info);
+	a->jc.wg_pubkey = a->pub;
+	ret = joinclient_subscribe(&a->jc, &a->info, &a->sess, d);
+	if (ret < 0)
+		return ret;
+	ret = record_cluster(a, d);
+	if (ret == 0)
+		ret = wireguard_address(a, d);
+	if (ret == 0)
+		ret = apply_view(a, d);
+	if (ret < 0) {
+		drop_session(a);
+		return ret;
+	}
+	a->joined_once = true;
+	a->last_attested_ms = a->joined_ms = now_ms();
+	a->backoff_ms = AGENT_BACKOFF_MIN_MS;
+	return 0;
+}
+
+/* Re-attest with a fresh key pair; the switch happens when the join service accepted it. */
+static int reattest(struct agent *a, struct diag *d)
+{
+	int ret;
+
+	secret_free(a->next_priv);
+	a->next_priv = NULL;
+	ret = new_keys(a, &a->next_priv, a->next_pub, d);
+	if (ret == 0)
+		ret = joinclient_reattest(a->sess, &a->jc, a->next_pub, d);
+	if (ret == 0)
+		a->last_attested_ms = now_ms(); /* attempt made: the next one an interval later */
+	return ret;
+}
+
+/* Accepted: the join service has pushed our new key to every peer; now it is ours. */
+static int rotate(struct agent *a, struct diag *d)
+{
+	int ret = 0;
+
+	if (!a->next_priv)
+		return 0;
+	if (a->wg)
+		ret = wg_set_device(a->wg, a->c->wg_ifname, a->next_priv, a->c->wg_port, d);
+	if (ret < 0)
+		return ret;
+	secret_free(a->priv);
+	a->priv = a->next_priv;
+	a->next_priv = NULL;
+	memcpy(a->pub, a->next_pub, 32);
+	log_info("agent: re-attested; WireGuard key rotated");
+	return 0;
+}
+
+/* Everything queued on the session, without waiting. */
+static int drain(struct agent *a, struct diag *d)
+{
+	for (;;) {
+		int ret = joinclient_next(a->sess, &a->info.view, 0, d);
+
+		if (ret == 0)
+			return 0;
+		if (ret == 1)
+			ret = apply_view(a, d);
+		else if (ret == JOINCLIENT_REATTESTED)
+			ret = rotate(a, d);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+static int poll_once(struct agent *a, int timeout_ms)
+{
+	struct pollfd p[2];
+	nfds_t n = 0;
+
+	if (a->sess)
+		p[n++] = (struct pollfd){ .fd = joinclient_fd(a->sess), .events = POLLIN };
+	if (a->status_fd >= 0)
+		p[n++] = (struct pollfd){ .fd = a->status_fd, .events = POLLIN };
+	if (poll(p, n, timeout_ms) > 0 && a->status_fd >= 0)
+		status_serve(a);
+	return 0;
+}
+
+/* Sleep ms while answering status requests, unless stopped. */
+static void wait_ms(struct agent *a, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (!*a->c->stop && now_ms() < end) {
+		uint64_t left = end - now_ms();
+
+		poll_once(a, left > 200 ? 200 : (int)left);
+	}
+}
+
+static int next_backoff(struct agent *a)
+{
+	unsigned int jitter = 0;
+	int ms = a->backoff_ms;
+
+	RAND_bytes((unsigned char *)&jitter, sizeof(jitter));
+	a->backoff_ms =
+	    a->backoff_ms * 2 > AGENT_BACKOFF_MAX_MS ? AGENT_BACKOFF_MAX_MS : a->backoff_ms * 2;
+	return ms / 2 + (int)(jitter % (unsigned int)(ms / 2 + 1));
+}
+
+static void run_session(struct agent *a)
+{
+	struct diag d = { { 0 } };
+	int ret = 0;
+
+	while (!*a->c->stop && ret == 0) {
+		uint64_t due = a->last_attested_ms + (uint64_t)a->c->reattest_s * 1000;
+		int timeout = 1000;
+
+		ret = drain(a, &d);
+		if (ret < 0)
+			break;
+		if (a->c->reattest_s > 0 && now_ms() >= due) {
+			ret = reattest(a, &d);
+			continue;
+		}
+		if (a->c->reattest_s > 0 && due - now_ms() < (uint64_t)timeout)
+			timeout = (int)(due - now_ms());
+		poll_once(a, timeout);
+	}
+	if (*a->c->stop)
+		return;
+	drop_session(a);
+	set_state(a, ret == -EACCES ? ST_REFUSED : ST_RECONNECTING, d.msg);
+}
+
+/* ---- the whole ---------------------------------------------------------------------------- */
+
+static int setup(struct agent *a, struct diag *d)
+{
+	const struct agent_config *c = a->c;
+	struct mesh_config mc = { .wg_ifname = c->wg_ifname, .keepalive_s = c->keepalive_s };
+	int ret;
+
+	set_state(a, ST_KEYS, NULL);
+	ret = new_keys(a, &a->priv, a->pub, d);
+	if (ret < 0)
+		return ret;
+	set_state(a, ST_MESH_SETUP, NULL);
+	ret = datapath_setup(a, d);
+	if (ret == 0)
+		ret = wireguard_setup(a, d);
+	if (ret < 0)
+		return ret;
+	mc.wg = a->wg;
+	mc.dp = a->dp;
+	return mesh_new(&mc, &a->mesh, d);
+}
+
+static void config_join(struct agent *a)
+{
+	const struct agent_config *c = a->c;
+
+	a->jc = (struct joinclient_config){
+		.host = c->join_host,
+		.port = c->join_port,
+		.connect_timeout_ms = c->timeout_ms,
+		.timeout_ms = c->timeout_ms,
+		.cp_policy = c->cp_policy,
+		.cp_ca = c->cp_ca,
+		.attest = c->attest,
+		.disk_uuid = c->disk_uuid,
+		.endpoints = { c->endpoint },
+		.n_endpoints = 1,
+		.node_name = c->node_name,
+		.expect_cluster = c->expect_cluster,
+	};
+}
+
+int agent_run(const struct agent_config *c, struct diag *d)
+{
+	struct agent a = { .c = c, .backoff_ms = AGENT_BACKOFF_MIN_MS, .status_fd = -1 };
+	int ret;
+
+	if (!c->join_host || !c->cp_policy || !c->cp_ca || !c->endpoint || !c->stop ||
+	    !c->attest.tcti || !c->attest.ak_state) {
+		diag_set(d, "agent: missing configuration (join service, control-plane policy, "
+			    "EK roots, endpoint, TPM, AK state)");
+		return -EINVAL;
+	}
+	set_state(&a, ST_STARTING, NULL);
+	config_join(&a);
+	ret = status_open(&a, d);
+	if (ret == 0)
+		ret = setup(&a, d);
+	while (ret == 0 && !*c->stop) {
+		struct diag jd = { { 0 } };
+		int jr;
+
+		set_state(&a, ST_JOINING, NULL);
+		jr = join(&a, &jd);
+		if (jr == 0) {
+			set_state(&a, ST_RUNNING, NULL);
+			run_session(&a);
+			continue;
+		}
+		if (jr == -EPERM) { /* PCR 15 says another cluster: nothing to retry */
+			diag_set(d, "%s", jd.msg);
+			ret = jr;
+			break;
+		}
+		set_state(&a, jr == -EACCES ? ST_REFUSED : ST_RECONNECTING, jd.msg);
+		wait_ms(&a, jr == -EACCES ? AGENT_REFUSED_RETRY_MS : next_backoff(&a));
+	}
+	set_state(&a, ST_STOPPED, NULL);
+	drop_session(&a);
+	join_info_clear(&a.info);
+	mesh_free(a.mesh);
+	/* WireGuard and the pinned datapath stay: a restarted agent resynchronises them. */
+	datapath_close(a.dp);
+	wg_close(a.wg);
+	secret_free(a.priv);
+	if (a.status_fd >= 0) {
+		close(a.status_fd);
+		unlink(c->status_path);
+	}
+	return ret;
+}
