@@ -37,8 +37,8 @@ void tpm_close(struct tpm *t);
 int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, struct diag *d);
 
 /* Public area of the EK of type alg: the one persisted at TPM_EK_HANDLE_* if it is exactly the
- * key the TPM's EK certificate certifies, else recreated from the TCG default template (and
- * persisted there if the handle is free and owner auth is empty). */
+ * key the TPM's EK certificate certifies, else recreated from the TCG default template (and,
+ * if certified, persisted there when the handle is free and owner auth is empty). */
 int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d);
 
 /* Load the AK from state_dir (its persistent handle and public area), or create a restricted

@@ -55,7 +55,7 @@ int wg_open(struct wg **out, struct diag *d);
 void wg_close(struct wg *w);
 
 /* Set the private key (copied from locked memory into the message, which is wiped after it is
- * sent) and the listen port; peers are not touched. */
+ * sent; NULL leaves the key) and the listen port (0: random); peers are not touched. */
 int wg_set_device(struct wg *w, const char *ifname, const struct secret *private_key,
 		  uint16_t listen_port, struct diag *d);
 

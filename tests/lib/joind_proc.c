@@ -56,6 +56,10 @@ static void exec_joind(const struct joind_args *a)
 		 a->reattest_deadline_s < 0 ? 0 : a->reattest_deadline_s);
 	if (a->reattest_deadline_s)
 		ARG("--reattest-deadline-s", deadline);
+	if (a->no_rate_limit) {
+		ARG("--rate", "1000000");
+		ARG("--burst", "1000000");
+	}
 	ARG("--overlay-v4", a->overlay_v4);
 	ARG("--overlay-v6", a->overlay_v6);
 	ARG("--pod-pool", a->pod_pool);

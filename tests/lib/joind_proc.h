@@ -15,6 +15,7 @@ struct joind_args {
 	const char *operator_key; /* NULL: no operator requests that change the cluster */
 	bool enforce;
 	int reattest_deadline_s; /* 0: joind's default; < 0: never */
+	bool no_rate_limit;	 /* benchmarks: one client address opens hundreds of connections */
 	const char *overlay_v4, *overlay_v6, *pod_pool;
 	int workers;
 	int timeout_ms; /* 0: joind's default */

@@ -185,6 +185,7 @@ static int joind_start(int workers)
 		.overlay_v6 = ranges.overlay_v6,
 		.pod_pool = ranges.pod_pool,
 		.workers = workers,
+		.no_rate_limit = true,
 	};
 	const char *why = NULL;
 

@@ -504,6 +504,8 @@ static void builder_refuses_bad_input_before_sending(void **state)
 	/* Too small for one peer with one allowed IP. */
 	assert_int_equal(wg_build_peer_msgs(FAMILY, "wg0", p, 3, NULL, 0, 100, record, &s, &d),
 			 -EMSGSIZE);
+	assert_int_equal(wg_build_peer_msgs(FAMILY, "wg0", p, 3, NULL, 0, 8, record, &s, &d),
+			 -EMSGSIZE);
 	assert_int_equal(s.n_msgs, 0);
 	free(p);
 }
@@ -689,7 +691,8 @@ enum flaw {
 	NO_PREFIX,
 	SHORT_ENDPOINT,
 	BAD_HANDSHAKE,
-	NAME_UNTERMINATED
+	NAME_UNTERMINATED,
+	CUT_SHORT, /* the peer's length leaves out its last attribute's tail */
 };
 
 static int parse_flawed(enum flaw f, struct diag *d)
@@ -719,6 +722,8 @@ static int parse_flawed(enum flaw f, struct diag *d)
 	mnl_attr_nest_end(m, ip);
 	mnl_attr_nest_end(m, ips);
 	mnl_attr_nest_end(m, peer);
+	if (f == CUT_SHORT)
+		peer->nla_len -= 4;
 	mnl_attr_nest_end(m, peers);
 	ret = wg_parse_device_msg(m, &dev, d);
 	wg_device_free(&dev);
@@ -728,7 +733,8 @@ static int parse_flawed(enum flaw f, struct diag *d)
 static void malformed_dumps_are_refused(void **state)
 {
 	static const enum flaw flaws[] = { SHORT_KEY,	   V4_WITH_V6_LENGTH, NO_PREFIX,
-					   SHORT_ENDPOINT, BAD_HANDSHAKE,     NAME_UNTERMINATED };
+					   SHORT_ENDPOINT, BAD_HANDSHAKE,     NAME_UNTERMINATED,
+					   CUT_SHORT };
 	struct diag d = { { 0 } };
 
 	for (size_t i = 0; i < sizeof(flaws) / sizeof(flaws[0]); i++) {

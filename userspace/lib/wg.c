@@ -417,10 +417,13 @@ int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg
 		return ret;
 	if (n_upsert == 0 && n_remove == 0)
 		return 0;
-	if (budget > UINT32_MAX || !(b.buf = malloc(budget ? budget : 1))) {
+	if (budget < SMALL_REQ / 4) /* not even the message header and the name */
+		return too_small(&b, d);
+	if (budget > UINT32_MAX || !(b.buf = malloc(budget))) {
 		diag_set(d, "no memory for a %zu-byte message", budget);
 		return -ENOMEM;
 	}
+	/* From here on a message always has room for its header: msg_start cannot fail. */
 	ret = msg_start(&b);
 	if (ret < 0) {
 		ret = too_small(&b, d);
@@ -428,11 +431,11 @@ int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg
 	}
 	for (size_t i = 0; i < n_remove; i++) {
 		while (put_removal(&b, remove[i]) < 0) {
-			if (b.n_in_msg == 0 || (ret = msg_next(&b)) == -EMSGSIZE) {
+			if (b.n_in_msg == 0) {
 				ret = too_small(&b, d);
 				goto out;
 			}
-			if (ret < 0)
+			if ((ret = msg_next(&b)) < 0)
 				goto out;
 		}
 	}
@@ -452,10 +455,7 @@ int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg
 				if (from == p->n_allowed)
 					break;
 			}
-			ret = msg_next(&b);
-			if (ret == -EMSGSIZE)
-				ret = too_small(&b, d);
-			if (ret < 0)
+			if ((ret = msg_next(&b)) < 0)
 				goto out;
 		}
 	}
@@ -508,6 +508,34 @@ struct tb {
 	uint16_t max;
 };
 
+static int bad(struct diag *d, const char *what)
+{
+	diag_set(d, "malformed WireGuard dump: %s", what);
+	return -EBADMSG;
+}
+
+/* Call fn on each attribute of a payload: -EBADMSG unless they frame it exactly (libmnl's
+ * iterators stop quietly at a truncated attribute), else fn's first -errno. */
+static int walk(const void *payload, size_t len, int (*fn)(const struct nlattr *a, void *arg),
+		void *arg, struct diag *d)
+{
+	const struct nlattr *a = payload;
+	size_t left = len, step;
+	int ret;
+
+	while (left > 0) {
+		if (left < sizeof(*a) || a->nla_len < sizeof(*a) || a->nla_len > left)
+			return bad(d, "truncated attribute");
+		ret = fn(a, arg);
+		if (ret < 0)
+			return ret;
+		step = MNL_ALIGN(a->nla_len);
+		left = step < left ? left - step : 0;
+		a = (const struct nlattr *)((const char *)a + step);
+	}
+	return 0;
+}
+
 /* Collect attributes by type; unknown (newer) and padding (type 0) attributes are skipped. */
 static int collect(const struct nlattr *a, void *data)
 {
@@ -516,7 +544,17 @@ static int collect(const struct nlattr *a, void *data)
 
 	if (type != 0 && type <= t->max)
 		t->a[type] = a;
-	return MNL_CB_OK;
+	return 0;
+}
+
+/* The attributes nested in a, by type, into t (cleared first). */
+static int nested(const struct nlattr *a, struct tb *t)
+{
+	for (unsigned int i = 0; i <= t->max; i++)
+		t->a[i] = NULL;
+	if (mnl_attr_validate(a, MNL_TYPE_NESTED) < 0)
+		return -EBADMSG;
+	return walk(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), collect, t, NULL);
 }
 
 static bool is_key(const struct nlattr *a)
@@ -529,44 +567,39 @@ static bool is(const struct nlattr *a, enum mnl_attr_data_type type)
 	return mnl_attr_validate(a, type) == 0;
 }
 
-static int bad(struct diag *d, const char *what)
-{
-	diag_set(d, "malformed WireGuard dump: %s", what);
-	return -EBADMSG;
-}
+struct peer_ctx {
+	struct wg_device *dev;
+	struct wg_peer *p;
+	struct diag *d;
+};
 
-static int parse_allowed(const struct nlattr *nest, struct wg_peer *p, struct diag *d)
+static int parse_allowed(const struct nlattr *n, void *arg)
 {
-	const struct nlattr *a[WGALLOWEDIP_A_MAX + 1] = { 0 }, *n;
+	const struct nlattr *a[WGALLOWEDIP_A_MAX + 1];
 	struct tb t = { a, WGALLOWEDIP_A_MAX };
+	struct peer_ctx *c = arg;
 	struct wg_allowed_ip ip = { 0 };
-	uint16_t family;
+	struct wg_peer *p = c->p;
 	size_t len;
 
-	mnl_attr_for_each_nested(n, nest)
-	{
-		memset(a, 0, sizeof(a));
-		if (!is(n, MNL_TYPE_NESTED) || mnl_attr_parse_nested(n, collect, &t) != MNL_CB_OK)
-			return bad(d, "allowed IP entry");
-		if (!a[WGALLOWEDIP_A_FAMILY] || !is(a[WGALLOWEDIP_A_FAMILY], MNL_TYPE_U16) ||
-		    !a[WGALLOWEDIP_A_IPADDR] || !a[WGALLOWEDIP_A_CIDR_MASK] ||
-		    !is(a[WGALLOWEDIP_A_CIDR_MASK], MNL_TYPE_U8))
-			return bad(d, "allowed IP without family, address or prefix");
-		family = mnl_attr_get_u16(a[WGALLOWEDIP_A_FAMILY]);
-		len = mnl_attr_get_payload_len(a[WGALLOWEDIP_A_IPADDR]);
-		ip.family = family;
-		ip.cidr = mnl_attr_get_u8(a[WGALLOWEDIP_A_CIDR_MASK]);
-		if (!((family == AF_INET && len == 4 && ip.cidr <= 32) ||
-		      (family == AF_INET6 && len == 16 && ip.cidr <= 128)))
-			return bad(d, "allowed IP family, address length and prefix disagree");
-		if (p->n_allowed == WG_MAX_ALLOWED) {
-			p->allowed_truncated = true;
-			continue;
-		}
-		memset(ip.addr, 0, sizeof(ip.addr));
-		memcpy(ip.addr, mnl_attr_get_payload(a[WGALLOWEDIP_A_IPADDR]), len);
-		p->allowed[p->n_allowed++] = ip;
+	if (nested(n, &t) < 0)
+		return bad(c->d, "allowed IP entry");
+	if (!a[WGALLOWEDIP_A_FAMILY] || !is(a[WGALLOWEDIP_A_FAMILY], MNL_TYPE_U16) ||
+	    !a[WGALLOWEDIP_A_IPADDR] || !a[WGALLOWEDIP_A_CIDR_MASK] ||
+	    !is(a[WGALLOWEDIP_A_CIDR_MASK], MNL_TYPE_U8))
+		return bad(c->d, "allowed IP without family, address or prefix");
+	ip.family = mnl_attr_get_u16(a[WGALLOWEDIP_A_FAMILY]);
+	ip.cidr = mnl_attr_get_u8(a[WGALLOWEDIP_A_CIDR_MASK]);
+	len = mnl_attr_get_payload_len(a[WGALLOWEDIP_A_IPADDR]);
+	if (!((ip.family == AF_INET && len == 4 && ip.cidr <= 32) ||
+	      (ip.family == AF_INET6 && len == 16 && ip.cidr <= 128)))
+		return bad(c->d, "allowed IP family, address length and prefix disagree");
+	if (p->n_allowed == WG_MAX_ALLOWED) {
+		p->allowed_truncated = true;
+		return 0;
 	}
+	memcpy(ip.addr, mnl_attr_get_payload(a[WGALLOWEDIP_A_IPADDR]), len);
+	p->allowed[p->n_allowed++] = ip;
 	return 0;
 }
 
@@ -587,41 +620,42 @@ static int parse_endpoint(const struct nlattr *a, struct wg_peer *p, struct diag
 }
 
 /* The peer entry's fields that are present; a continuation has only the key and IPs. */
-static int parse_peer_fields(const struct nlattr **a, struct wg_peer *p, struct diag *d)
+static int parse_peer_fields(const struct nlattr **a, struct peer_ctx *c)
 {
+	struct wg_peer *p = c->p;
 	struct __kernel_timespec ts;
 
-	if (a[WGPEER_A_ENDPOINT] && parse_endpoint(a[WGPEER_A_ENDPOINT], p, d) < 0)
+	if (a[WGPEER_A_ENDPOINT] && parse_endpoint(a[WGPEER_A_ENDPOINT], p, c->d) < 0)
 		return -EBADMSG;
 	if (a[WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL]) {
 		if (!is(a[WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL], MNL_TYPE_U16))
-			return bad(d, "keepalive interval");
+			return bad(c->d, "keepalive interval");
 		p->keepalive_s = mnl_attr_get_u16(a[WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL]);
 	}
 	if (a[WGPEER_A_LAST_HANDSHAKE_TIME]) {
 		if (mnl_attr_get_payload_len(a[WGPEER_A_LAST_HANDSHAKE_TIME]) != sizeof(ts))
-			return bad(d, "last handshake time");
+			return bad(c->d, "last handshake time");
 		memcpy(&ts, mnl_attr_get_payload(a[WGPEER_A_LAST_HANDSHAKE_TIME]), sizeof(ts));
 		if (ts.tv_sec < 0)
-			return bad(d, "last handshake time before 1970");
+			return bad(c->d, "last handshake time before 1970");
 		p->last_handshake_s = ts.tv_sec;
 	}
 	if (a[WGPEER_A_RX_BYTES]) {
 		if (!is(a[WGPEER_A_RX_BYTES], MNL_TYPE_U64))
-			return bad(d, "received bytes");
+			return bad(c->d, "received bytes");
 		p->rx_bytes = mnl_attr_get_u64(a[WGPEER_A_RX_BYTES]);
 	}
 	if (a[WGPEER_A_TX_BYTES]) {
 		if (!is(a[WGPEER_A_TX_BYTES], MNL_TYPE_U64))
-			return bad(d, "sent bytes");
+			return bad(c->d, "sent bytes");
 		p->tx_bytes = mnl_attr_get_u64(a[WGPEER_A_TX_BYTES]);
 	}
-	if (a[WGPEER_A_ALLOWEDIPS]) {
-		if (!is(a[WGPEER_A_ALLOWEDIPS], MNL_TYPE_NESTED))
-			return bad(d, "allowed IPs");
-		return parse_allowed(a[WGPEER_A_ALLOWEDIPS], p, d);
-	}
-	return 0;
+	if (!a[WGPEER_A_ALLOWEDIPS])
+		return 0;
+	if (!is(a[WGPEER_A_ALLOWEDIPS], MNL_TYPE_NESTED))
+		return bad(c->d, "allowed IPs");
+	return walk(mnl_attr_get_payload(a[WGPEER_A_ALLOWEDIPS]),
+		    mnl_attr_get_payload_len(a[WGPEER_A_ALLOWEDIPS]), parse_allowed, c, c->d);
 }
 
 /* The peer entry for key: the last one if it has the same key (the kernel continued it from
@@ -655,40 +689,34 @@ static struct wg_peer *peer_for(struct wg_device *dev, const uint8_t *key, struc
 	return p;
 }
 
-static int parse_peers(const struct nlattr *nest, struct wg_device *dev, struct diag *d)
+static int parse_peer(const struct nlattr *n, void *arg)
 {
-	const struct nlattr *a[WGPEER_A_MAX + 1], *n;
+	const struct nlattr *a[WGPEER_A_MAX + 1];
 	struct tb t = { a, WGPEER_A_MAX };
-	struct wg_peer *p;
-	int ret;
+	struct peer_ctx *c = arg;
 
-	mnl_attr_for_each_nested(n, nest)
-	{
-		memset(a, 0, sizeof(a));
-		if (!is(n, MNL_TYPE_NESTED) || mnl_attr_parse_nested(n, collect, &t) != MNL_CB_OK)
-			return bad(d, "peer entry");
-		if (!a[WGPEER_A_PUBLIC_KEY] || !is_key(a[WGPEER_A_PUBLIC_KEY]))
-			return bad(d, "peer without a 32-byte public key");
-		if (a[WGPEER_A_PRESHARED_KEY] && !is_key(a[WGPEER_A_PRESHARED_KEY]))
-			return bad(d, "preshared key");
-		p = peer_for(dev, mnl_attr_get_payload(a[WGPEER_A_PUBLIC_KEY]), d);
-		if (!p)
-			return dev->n_peers >= WG_MAX_PEERS ? -EOVERFLOW : -ENOMEM;
-		ret = parse_peer_fields(a, p, d);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	if (nested(n, &t) < 0)
+		return bad(c->d, "peer entry");
+	if (!a[WGPEER_A_PUBLIC_KEY] || !is_key(a[WGPEER_A_PUBLIC_KEY]))
+		return bad(c->d, "peer without a 32-byte public key");
+	if (a[WGPEER_A_PRESHARED_KEY] && !is_key(a[WGPEER_A_PRESHARED_KEY]))
+		return bad(c->d, "preshared key");
+	c->p = peer_for(c->dev, mnl_attr_get_payload(a[WGPEER_A_PUBLIC_KEY]), c->d);
+	if (!c->p)
+		return c->dev->n_peers >= WG_MAX_PEERS ? -EOVERFLOW : -ENOMEM;
+	return parse_peer_fields(a, c);
 }
 
 int wg_parse_device_msg(const struct nlmsghdr *nlh, struct wg_device *dev, struct diag *d)
 {
 	const struct nlattr *a[WGDEVICE_A_MAX + 1] = { 0 };
 	struct tb t = { a, WGDEVICE_A_MAX };
+	struct peer_ctx c = { .dev = dev, .d = d };
+	size_t len = mnl_nlmsg_get_payload_len(nlh);
 	uint32_t ifindex;
 
-	if (mnl_nlmsg_get_payload_len(nlh) < GENL_HDRLEN ||
-	    mnl_attr_parse(nlh, GENL_HDRLEN, collect, &t) != MNL_CB_OK)
+	if (len < GENL_HDRLEN || walk(mnl_nlmsg_get_payload_offset(nlh, GENL_HDRLEN),
+				      len - GENL_HDRLEN, collect, &t, NULL) < 0)
 		return bad(d, "message framing");
 	if (a[WGDEVICE_A_IFINDEX]) {
 		if (!is(a[WGDEVICE_A_IFINDEX], MNL_TYPE_U32) ||
@@ -720,12 +748,12 @@ int wg_parse_device_msg(const struct nlmsghdr *nlh, struct wg_device *dev, struc
 	}
 	if (a[WGDEVICE_A_FWMARK] && !is(a[WGDEVICE_A_FWMARK], MNL_TYPE_U32))
 		return bad(d, "firewall mark");
-	if (a[WGDEVICE_A_PEERS]) {
-		if (!is(a[WGDEVICE_A_PEERS], MNL_TYPE_NESTED))
-			return bad(d, "peer list");
-		return parse_peers(a[WGDEVICE_A_PEERS], dev, d);
-	}
-	return 0;
+	if (!a[WGDEVICE_A_PEERS])
+		return 0;
+	if (!is(a[WGDEVICE_A_PEERS], MNL_TYPE_NESTED))
+		return bad(d, "peer list");
+	return walk(mnl_attr_get_payload(a[WGDEVICE_A_PEERS]),
+		    mnl_attr_get_payload_len(a[WGDEVICE_A_PEERS]), parse_peer, &c, d);
 }
 
 struct dump_ctx {
