@@ -60,8 +60,9 @@ int wg_set_device(struct wg *w, const char *ifname, const struct secret *private
 		  uint16_t listen_port, struct diag *d);
 
 /* Add or update peers (allowed IPs replaced, endpoint and keepalive set) and remove others by
- * public key, without disturbing any peer not named. Large sets are split across messages
- * (removals first); on failure the messages before the failing one stay applied. */
+ * public key, without disturbing any peer not named. Allowed IPs must be networks (a bit set
+ * after the prefix is -EINVAL; the kernel would mask it silently). Large sets are split across
+ * messages (removals first); on failure the messages before the failing one stay applied. */
 int wg_set_peers(struct wg *w, const char *ifname, const struct wg_peer *upsert, size_t n_upsert,
 		 const uint8_t (*remove)[WG_KEY_LEN], size_t n_remove, struct diag *d);
 

@@ -19,6 +19,7 @@
 
 #include "conclave/agent.h"
 #include "conclave/datapath.h"
+#include "conclave/features.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
 #include "conclave/mesh.h"
@@ -29,6 +30,7 @@
 
 enum state {
 	ST_STARTING,
+	ST_MODULES,
 	ST_KEYS,
 	ST_MESH_SETUP,
 	ST_JOINING,
@@ -77,6 +79,12 @@ static uint64_t now_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
+static const char *state_name(enum state s)
+{
+	return s < sizeof(state_names) / sizeof(state_names[0]) && state_names[s] ? state_names[s]
+										      : "unknown";
+}
+
 static void set_state(struct agent *a, enum state s, const char *why)
 {
 	if (a->state == s && !why)
@@ -85,9 +93,9 @@ static void set_state(struct agent *a, enum state s, const char *why)
 	if (why)
 		snprintf(a->last_error, sizeof(a->last_error), "%s", why);
 	if (why && (s == ST_RECONNECTING || s == ST_REFUSED))
-		log_warn("agent: %s: %s", state_names[s], why);
+		log_warn("agent: %s: %s", state_name(s), why);
 	else
-		log_info("agent: %s%s%s", state_names[s], why ? ": " : "", why ? why : "");
+		log_info("agent: %s%s%s", state_name(s), why ? ": " : "", why ? why : "");
 }
 
 void agent_cluster_pcr(const uint8_t cluster_id[32], uint8_t out[32])
@@ -148,7 +156,7 @@ static void status_write(struct agent *a, FILE *f)
 	const struct peer *self = &a->info.view.self;
 
 	fputc('{', f);
-	json_str(f, "state", state_names[a->state], true);
+	json_str(f, "state", state_name(a->state), true);
 	json_str(f, "last_error", a->last_error, true);
 	hex_encode(a->info.cluster_id, 32, hex);
 	json_str(f, "cluster_id", a->joined_once ? hex : "", true);
@@ -181,6 +189,38 @@ static void status_serve(struct agent *a)
 		status_write(a, f);
 		fclose(f);
 	}
+}
+
+/* ---- kernel features ---------------------------------------------------------------------- */
+
+/* What this configuration needs from the kernel, loaded through libkmod where modules provide
+ * it; each missing feature is named with the reason (`conclavectl doctor` runs the same checks). */
+static int ensure_features(struct agent *a, struct diag *d)
+{
+	const char *need[4];
+	size_t n = 0;
+	int ret = 0;
+
+	if (a->c->wg_ifname)
+		need[n++] = "wireguard";
+	if (a->c->underlay_ifname) {
+		need[n++] = "bpf";
+		need[n++] = "tc-bpf";
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct feature *f = feature_find(need[i]);
+		struct feature_result r;
+
+		if (!f || feature_check(NULL, f, FEATURE_ENSURE, &r) < 0) {
+			diag_set(d, "kernel feature %s missing: %s%s%s", need[i],
+				 f ? r.detail : "unknown", f && r.remedy[0] ? "; " : "",
+				 f ? r.remedy : "");
+			ret = -EOPNOTSUPP;
+			break;
+		}
+		log_info("agent: %s: %s", need[i], r.detail);
+	}
+	return ret;
 }
 
 /* ---- keys -------------------------------------------------------------------------------- */
@@ -491,6 +531,10 @@ static int setup(struct agent *a, struct diag *d)
 	struct mesh_config mc = { .wg_ifname = c->wg_ifname, .keepalive_s = c->keepalive_s };
 	int ret;
 
+	set_state(a, ST_MODULES, NULL);
+	ret = ensure_features(a, d);
+	if (ret < 0)
+		return ret;
 	set_state(a, ST_KEYS, NULL);
 	ret = new_keys(a, &a->priv, a->pub, d);
 	if (ret < 0)

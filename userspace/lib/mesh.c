@@ -123,6 +123,9 @@ static int add_allowed(const char *text, int family, uint8_t bits, struct wg_all
 		return -EINVAL;
 	a->family = family;
 	a->cidr = (uint8_t)prefix;
+	/* WireGuard wants networks: clear host bits rather than refuse a whole update. */
+	for (unsigned int bit = a->cidr; bit < (family == AF_INET ? 32u : 128u); bit++)
+		a->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	(*n)++;
 	return 0;
 }
