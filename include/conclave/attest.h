@@ -29,6 +29,9 @@ struct attest_opts {
 	/* Held for the whole TPM session when several threads share one TPM without a resource
 	 * manager (swtpm): concurrent sessions would exhaust its object slots. NULL = none. */
 	pthread_mutex_t *tpm_lock;
+	/* The AK record lives in memory (no state disk yet): a key at the AK handle without a
+	 * record is a previous boot's, replaced by a new AK (tpm_ak_forget_unrecorded). */
+	bool ak_per_boot;
 };
 
 /* On the node: open the TPM, ensure the AK, answer the challenge if any, quote, and encode

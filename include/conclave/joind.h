@@ -30,6 +30,7 @@ struct joind_config {
 	/* Our own attestation. */
 	const char *tcti, *ak_state, *event_log, *ek_chain;
 	uint32_t pcr_mask;
+	bool ak_per_boot; /* see attest_opts */
 	/* What nodes must show. */
 	const char *node_policy; /* signed policy envelope (replaced by an operator's update) */
 	const char *policy_key;	 /* Ed25519 public key (PEM) that signed it */

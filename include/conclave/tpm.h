@@ -45,6 +45,11 @@ int tpm_ek_public(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *pub, struct diag *d
  * ECC P-256 / ECDSA-SHA256 signing key under the EK of type ek_alg, persist it at
  * TPM_AK_HANDLE and record it in state_dir (created 0700). A recorded AK whose public area no
  * longer matches the TPM's is an error, never silently replaced. */
+/* For an AK record that lives in memory (a node without a state disk yet): a key at our AK
+ * handle with no record in state_dir is a previous boot's; evict it so tpm_ak_ensure makes a new
+ * one (which the verifier activates again). Nothing to do with a record or a free handle. */
+int tpm_ak_forget_unrecorded(struct tpm *t, const char *state_dir, struct diag *d);
+
 int tpm_ak_ensure(struct tpm *t, const char *state_dir, uint16_t ek_alg, struct tpm_ak *ak,
 		  struct diag *d);
 

@@ -146,6 +146,8 @@ static void joind_stop(int sig)
 
 /* ---- nodes ------------------------------------------------------------------------------- */
 
+static bool ak_per_boot; /* the next joins replace an unrecorded AK (a node's tmpfs record) */
+
 static int node_join(struct node *n, const uint8_t *uuid, struct join_info *out, struct diag *d)
 {
 	struct joinclient_config c = {
@@ -159,7 +161,8 @@ static int node_join(struct node *n, const uint8_t *uuid, struct join_info *out,
 			    .ak_state = n->fx.ak_state,
 			    .pcr_mask = NODE_QUOTE_PCRS,
 			    .event_log = n->fx.log_path,
-			    .ek_chain = n->fx.tpm.issuer },
+			    .ek_chain = n->fx.tpm.issuer,
+			    .ak_per_boot = ak_per_boot },
 		.wg_pubkey = n->wg,
 		.disk_uuid = uuid ? uuid : n->uuid,
 		.endpoints = { n->endpoint },
@@ -251,6 +254,27 @@ static void node_rejoining_after_a_tpm_reset_gets_the_same_disk_key(void **state
 	check(fixture_reboot(&nodes[0].fx) == 0, "swtpm restart failed");
 	join_ok(&nodes[0], &j); /* same id and key, checked inside */
 	check(j.view.n_peers == 2, "rejoined node sees %zu peers", j.view.n_peers);
+	join_info_clear(&j);
+}
+
+/* A node whose AK record lived in memory reboots: the old AK is still in its TPM, the record is
+ * gone. It makes a new AK, which joind activates again; same node, same disk key. */
+static void node_rebooted_without_its_ak_record_rejoins_with_a_new_ak(void **state)
+{
+	char cmd[PATH_MAX + 32];
+	struct join_info j;
+	struct diag d;
+	int ret;
+
+	check(fixture_reboot(&nodes[0].fx) == 0, "swtpm restart failed");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'/*", nodes[0].fx.ak_state);
+	check(system(cmd) == 0, "clearing the AK record");
+	ret = node_join(&nodes[0], NULL, &j, &d);
+	check(ret < 0 && strstr(d.msg, "not recorded"),
+	      "without ak_per_boot the unrecorded AK must be refused: %d: %s", ret, d.msg);
+	ak_per_boot = true;
+	join_ok(&nodes[0], &j); /* same id and key, checked inside */
+	ak_per_boot = false;
 	join_info_clear(&j);
 }
 
@@ -531,6 +555,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(three_nodes_join_with_distinct_ids_addresses_and_keys),
 		cmocka_unit_test(node_rejoining_after_a_tpm_reset_gets_the_same_disk_key),
+		cmocka_unit_test(node_rebooted_without_its_ak_record_rejoins_with_a_new_ak),
 		cmocka_unit_test(rejoin_claiming_another_disk_is_refused_without_a_key),
 		cmocka_unit_test(garbage_and_silent_connections_do_not_stop_the_next_join),
 		cmocka_unit_test(connections_beyond_the_workers_are_closed_at_once),

@@ -47,6 +47,8 @@ static void usage(FILE *f)
 	    "  --ek-chain FILE         PEM intermediates of our EK certificate\n"
 	    "  --pcrs MASK             PCRs to quote, hex (default 0x%x: must include 15)\n"
 	    "  --no-pcr-extend         do not record the cluster in PCR 15 (tests)\n"
+	    "  --ak-per-boot           the AK record lives in memory: replace an unrecorded\n"
+	    "                          AK of a previous boot (nodes without a state disk)\n"
 	    "This node:\n"
 	    "  --disk-uuid HEX         the state disk's UUID, 32 hex digits (required)\n"
 	    "  --endpoint IP:PORT      where peers reach our WireGuard (required)\n"
@@ -84,6 +86,7 @@ enum opt {
 	O_EK_CHAIN,
 	O_PCRS,
 	O_NO_PCR_EXTEND,
+	O_AK_PER_BOOT,
 	O_DISK_UUID,
 	O_ENDPOINT,
 	O_NAME,
@@ -115,6 +118,7 @@ static const struct option options[] = {
 	{ "ek-chain", required_argument, NULL, O_EK_CHAIN },
 	{ "pcrs", required_argument, NULL, O_PCRS },
 	{ "no-pcr-extend", no_argument, NULL, O_NO_PCR_EXTEND },
+	{ "ak-per-boot", no_argument, NULL, O_AK_PER_BOOT },
 	{ "disk-uuid", required_argument, NULL, O_DISK_UUID },
 	{ "endpoint", required_argument, NULL, O_ENDPOINT },
 	{ "name", required_argument, NULL, O_NAME },
@@ -177,6 +181,7 @@ static int set_option(struct agent_config *c, struct inputs *in, int opt, const 
 	case O_NO_EVENT_LOG: c->attest.event_log = NULL; return 0;
 	case O_EK_CHAIN: c->attest.ek_chain = arg; return 0;
 	case O_NO_PCR_EXTEND: c->extend_pcr = false; return 0;
+	case O_AK_PER_BOOT: c->attest.ak_per_boot = true; return 0;
 	case O_DISK_UUID:
 		in->has_uuid = true;
 		return hex_exact(arg, c->disk_uuid, sizeof(c->disk_uuid));

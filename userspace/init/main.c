@@ -20,6 +20,7 @@
 #include "conclave/attest.h"
 #include "conclave/boot.h"
 #include "conclave/node.h"
+#include "conclave/supervise.h"
 
 #define PORT_TIMEOUT_MS	 15000
 #define REPLY_TIMEOUT_MS 120000
@@ -71,21 +72,48 @@ static void run_debug_script(void)
 		waitpid(pid, NULL, 0);
 }
 
-static void configure_underlay(void)
+/* The underlay the host asked for: its interface and address (empty if none or it failed). */
+static void configure_underlay(char ifname[IFNAMSIZ], char cidr_out[64])
 {
 	struct diag d = { { 0 } };
-	char ifname[IFNAMSIZ];
 	uint8_t *cidr = NULL;
 	size_t len;
 
+	ifname[0] = cidr_out[0] = '\0';
 	if (boot_fw_cfg_read(UNDERLAY_FW_CFG, 64, &cidr, &len, &d) < 0)
 		return; /* no network asked for */
 	cidr[strcspn((char *)cidr, " \n")] = '\0';
-	if (boot_net_configure((char *)cidr, ifname, &d) < 0)
+	if (boot_net_configure((char *)cidr, ifname, &d) < 0) {
 		say("%s", d.msg);
-	else
+		ifname[0] = '\0';
+	} else {
 		say("underlay %s on %s", (char *)cidr, ifname);
+		snprintf(cidr_out, 64, "%s", (char *)cidr);
+	}
 	free(cidr);
+}
+
+/* Cluster mode: the agent (and on the control plane the join service) instead of the interim
+ * attestation step. Returns only if the host asked for no cluster. */
+static void cluster_mode(const char *ifname, const char *cidr)
+{
+	struct node_config c;
+	struct diag d = { { 0 } };
+	int ret = node_config_read(ifname[0] ? ifname : NULL, cidr[0] ? cidr : NULL, &c, &d);
+
+	if (ret == -ENOENT)
+		return;
+	if (ret < 0) {
+		say("cluster mode: %s", d.msg);
+		say("powering off");
+		boot_poweroff();
+	}
+	/* A debug image's script runs beside the services (tests look inside a running node). */
+	if (fork() == 0) {
+		run_debug_script();
+		_exit(0);
+	}
+	supervise(&c, say);
 }
 
 /* PID 1 may not exit: reap whatever exits, forever. */
@@ -151,6 +179,7 @@ int main(int argc, char **argv)
 	struct diag d = { { 0 } };
 	unsigned long used, total;
 	unsigned int loaded = 0;
+	char ifname[IFNAMSIZ], cidr[64];
 	int mounted;
 
 	if (getpid() != 1) {
@@ -166,7 +195,8 @@ int main(int argc, char **argv)
 		say("%s", d.msg);
 	else
 		say("loaded %u kernel modules", loaded);
-	configure_underlay();
+	configure_underlay(ifname, cidr);
+	cluster_mode(ifname, cidr);
 	attest_step();
 	if (boot_memory(&used, &total) == 0)
 		say("memory in use: %lu KiB of %lu KiB", used, total);

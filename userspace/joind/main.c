@@ -53,6 +53,8 @@ static void usage(FILE *f)
 	    "  --event-log FILE     our UEFI event log (default: none)\n"
 	    "  --ek-chain FILE      PEM intermediates for our EK certificate (default: none)\n"
 	    "  --pcrs MASK          SHA-256 PCRs we quote, hex bit mask (default 0x%x)\n"
+	    "  --ak-per-boot        the AK record lives in memory: replace an unrecorded AK\n"
+	    "                       of a previous boot\n"
 	    "What nodes must show:\n"
 	    "  --node-policy FILE   signed measurements policy for nodes (required)\n"
 	    "  --policy-key FILE    Ed25519 public key (PEM) that signed it (required)\n"
@@ -115,6 +117,7 @@ enum opt {
 	O_MAX_SESSIONS,
 	O_HEARTBEAT,
 	O_REATTEST,
+	O_AK_PER_BOOT,
 };
 
 static const struct option options[] = {
@@ -144,6 +147,7 @@ static const struct option options[] = {
 	{ "max-sessions", required_argument, NULL, O_MAX_SESSIONS },
 	{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
 	{ "reattest-deadline-s", required_argument, NULL, O_REATTEST },
+	{ "ak-per-boot", no_argument, NULL, O_AK_PER_BOOT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -171,6 +175,7 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 	case O_POD_POOL: c->ranges.pod_pool = arg; return 0;
 	case 'v': log_set_level(LOG_LVL_INFO); return 0;
 	case O_ENFORCE: c->enforce = true; return 0;
+	case O_AK_PER_BOOT: c->ak_per_boot = true; return 0;
 	case O_OPERATOR_KEY: c->operator_key = arg; return 0;
 	case O_RATE:
 	case O_BURST: {

@@ -17,7 +17,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <tss2/tss2_mu.h>
+
 #include "conclave/atls.h"
+#include "conclave/tpmobj.h"
 #include "conclave/secret.h"
 #include "conclave/util.h"
 
@@ -822,6 +825,20 @@ static int send_verdict(struct atls_session *s, const struct atls_peer *peer, st
 	return send_coded(s, WIRE_VERDICT, WIRE_REFUSED, text, d);
 }
 
+static bool same_ak(const struct node_record *rec, const struct evidence *ev)
+{
+	TPMT_PUBLIC pub;
+	uint8_t name[TPMOBJ_NAME_MAX];
+	size_t off = 0, len = 0;
+
+	memset(&pub, 0, sizeof(pub));
+	if (Tss2_MU_TPMT_PUBLIC_Unmarshal(ev->ak_public.p, ev->ak_public.len, &off, &pub) !=
+		TSS2_RC_SUCCESS ||
+	    off != ev->ak_public.len || tpmobj_name(&pub, name, &len) < 0)
+		return true; /* unparsable: the verifier names the failure */
+	return len == rec->ak_name_len && !memcmp(name, rec->ak_name, len);
+}
+
 static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 			  struct atls_peer *peer, struct wire_msg *m, struct diag *d)
 {
@@ -837,7 +854,10 @@ static int check_evidence(struct atls_session *s, const struct atls_verifier *v,
 		return ret;
 	evidence_node_id(&ev, peer->node_id);
 	rec = v->find_node ? v->find_node(v->arg, peer->node_id) : NULL;
-	peer->first_contact = !rec || !rec->known;
+	/* A known node with another AK (it rebooted without its AK record: AKs are per boot until
+	 * the state disk keeps them) proves the new AK with a credential challenge, as at first
+	 * contact; its counters are still held against the record. */
+	peer->first_contact = !rec || !rec->known || !same_ak(rec, &ev);
 	if (peer->first_contact) {
 		ret = challenge_round(s, v, peer, m, &ev, &cred, d);
 		if (ret < 0) {

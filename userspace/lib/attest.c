@@ -123,7 +123,10 @@ static int produce(const struct attest_opts *o, uint8_t **out, size_t *len, stru
 	ret = tpm_read_ek_cert(t, &ek_der, &ek_len, &ek_alg, d);
 	if (ret < 0)
 		goto out;
-	ret = tpm_ak_ensure(t, o->ak_state, ek_alg, &ak, d);
+	if (o->ak_per_boot)
+		ret = tpm_ak_forget_unrecorded(t, o->ak_state, d);
+	if (ret == 0)
+		ret = tpm_ak_ensure(t, o->ak_state, ek_alg, &ak, d);
 	if (ret < 0)
 		goto out;
 	if (o->challenge) {

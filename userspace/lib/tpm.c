@@ -735,6 +735,38 @@ static int ak_verify_recorded(struct tpm *t, const char *dir, const struct ak_re
 	return 0;
 }
 
+int tpm_ak_forget_unrecorded(struct tpm *t, const char *state_dir, struct diag *d)
+{
+	struct ak_record rec;
+	ESYS_TR h = ESYS_TR_NONE, gone = ESYS_TR_NONE;
+	bool occupied;
+	TSS2_RC rc;
+	int ret;
+
+	ret = state_dir_create(state_dir, d);
+	if (ret == 0)
+		ret = record_load(state_dir, &rec, d);
+	if (ret == 0)
+		ret = handle_exists(t, TPM_AK_HANDLE, &occupied, d);
+	if (ret < 0 || rec.present || !occupied)
+		return ret;
+	rc = Esys_TR_FromTPMPublic(t->ctx, TPM_AK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   &h);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_EvictControl(t->ctx, ESYS_TR_RH_OWNER, h, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+				       ESYS_TR_NONE, TPM_AK_HANDLE, &gone);
+	/* The evicted object's ESYS_TR would otherwise stay cached under the handle's number. */
+	if (h != ESYS_TR_NONE)
+		Esys_TR_Close(t->ctx, &h);
+	if (gone != ESYS_TR_NONE)
+		Esys_TR_Close(t->ctx, &gone);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(d, rc, "TPM2_EvictControl(previous boot's AK)");
+	log_info("tpm: evicted the AK of a previous boot at 0x%08x (no record in %s)",
+		 TPM_AK_HANDLE, state_dir);
+	return 0;
+}
+
 int tpm_ak_ensure(struct tpm *t, const char *state_dir, uint16_t ek_alg, struct tpm_ak *ak,
 		  struct diag *d)
 {
