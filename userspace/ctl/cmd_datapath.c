@@ -10,22 +10,28 @@
 #include <time.h>
 
 #include <json.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include "conclave/agent.h"
 #include "conclave/datapath.h"
 #include "conclave/util.h"
 #include "ctl.h"
 
 static void status_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl status [--pin-root DIR] [--json]\n"
-		"Show the datapath: its programs and the interfaces of this network namespace\n"
-		"they are attached to, its config, the number of attested peers, and packet\n"
-		"counters per verdict reason.\n\n"
-		"  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
-		"  --json          print as JSON\n\n"
-		"Exit status: 0 shown, 1 no datapath pinned there or unreadable, 2 usage error.\n",
-		DP_PIN_ROOT);
+	fprintf(
+	    f,
+	    "usage: conclavectl status [--pin-root DIR] [--agent PATH] [--json]\n"
+	    "Show this node: the agent's state (if it runs) and the datapath: its programs and\n"
+	    "the interfaces of this network namespace they are attached to, its config, the\n"
+	    "number of attested peers, and packet counters per verdict reason.\n\n"
+	    "  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
+	    "  --agent PATH    the agent's status socket (default %s)\n"
+	    "  --json          print as JSON\n\n"
+	    "Exit status: 0 shown, 1 no datapath pinned there or unreadable, 2 usage error.\n",
+	    DP_PIN_ROOT, AGENT_DEFAULT_STATUS_PATH);
 }
 
 static void monitor_usage(FILE *f)
@@ -43,10 +49,13 @@ static void monitor_usage(FILE *f)
 }
 
 /* Shared option parsing; returns -1 with *rc set when the command should end now. */
+static const char *agent_path = AGENT_DEFAULT_STATUS_PATH;
+
 static int parse_opts(int argc, char **argv, bool with_count, void (*usage)(FILE *),
 		      const char **pin_root, bool *json, long *count, int *rc)
 {
 	static const struct option opts[] = { { "pin-root", required_argument, NULL, 'p' },
+					      { "agent", required_argument, NULL, 'a' },
 					      { "json", no_argument, NULL, 'j' },
 					      { "count", required_argument, NULL, 'c' },
 					      { "help", no_argument, NULL, 'h' },
@@ -58,6 +67,7 @@ static int parse_opts(int argc, char **argv, bool with_count, void (*usage)(FILE
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': *pin_root = optarg; break;
+		case 'a': agent_path = optarg; break;
 		case 'j': *json = true; break;
 		case 'c':
 			if (!with_count)
@@ -107,6 +117,56 @@ struct status {
 	struct dp_counter_v1 c[DP_REASON_MAX];
 };
 
+/* The agent's status line (JSON), or NULL if no agent answers on its socket. */
+static json_object *agent_status(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if (strlen(agent_path) >= sizeof(sa.sun_path))
+		return NULL;
+	strcpy(sa.sun_path, agent_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	return json_tokener_parse(buf);
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static void print_agent_text(json_object *a)
+{
+	if (!a) {
+		printf("agent:     not running (no answer on %s)\n", agent_path);
+		return;
+	}
+	printf("agent:     %s, node %s, generation %s, %s peers, session %s\n", jstr(a, "state"),
+	       jstr(a, "node_id"), jstr(a, "generation"), jstr(a, "peers"),
+	       strcmp(jstr(a, "session"), "true") ? "down" : "up");
+	printf("cluster:   %s\n", jstr(a, "cluster_id"));
+	printf("overlay:   %s %s, pods %s\n", jstr(a, "overlay_v4"), jstr(a, "overlay_v6"),
+	       jstr(a, "pod_cidr"));
+	printf("attested:  %s s ago (every %s s)\n", jstr(a, "seconds_since_attested"),
+	       jstr(a, "reattest_interval_s"));
+	if (jstr(a, "last_error")[0])
+		printf("last error: %s\n", jstr(a, "last_error"));
+}
+
 static void print_status_text(const char *pin_root, const struct status *s)
 {
 	char exempt[64];
@@ -145,6 +205,7 @@ static void print_status_json(const char *pin_root, const struct status *s)
 	json_object *at = json_object_new_array(), *cfg = json_object_new_object();
 	json_object *counters = json_object_new_object();
 
+	json_object_object_add(root, "agent", agent_status());
 	json_object_object_add(root, "pin_root", json_object_new_string(pin_root));
 	for (int i = 0; i < 2; i++)
 		json_object_object_add(progs, dir_names[i], json_object_new_int64(s->prog[i]));
@@ -209,10 +270,15 @@ int cmd_status(int argc, char **argv)
 		goto out;
 	}
 	datapath_prog_ids(dp, &s->prog[0], &s->prog[1]);
-	if (json)
+	if (json) {
 		print_status_json(pin_root, s);
-	else
+	} else {
+		json_object *a = agent_status();
+
+		print_agent_text(a);
+		json_object_put(a);
 		print_status_text(pin_root, s);
+	}
 	rc = EXIT_OK;
 out:
 	datapath_close(dp);
