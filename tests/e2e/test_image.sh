@@ -8,7 +8,7 @@ source "$(dirname "$0")/tap.bash"
 work=$(mktemp -d /tmp/conclave-image-test-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-echo "1..15"
+echo "1..19"
 for tool in objcopy objdump cpio; do
 	command -v $tool >/dev/null || { echo "Bail out! $tool missing (scripts/install-deps)"; exit 1; }
 done
@@ -39,10 +39,16 @@ scripts=$(cd "$work/x" && find . -type f -exec sh -c 'head -c2 "$1" | grep -q "#
 	not_ok "production initramfs holds no script" "$scripts"
 grep -qx 'usr/bin/busybox' "$work/debug.list" && grep -qx 'usr/bin/sh' "$work/debug.list" &&
 	ok "debug initramfs has busybox and /bin/sh" || not_ok "debug initramfs has busybox and /bin/sh"
+services=$(for l in "$work/node.list" "$work/debug.list"; do
+	grep -cx 'usr/bin/conclave-agent\|usr/bin/conclave-joind' "$l"; done | tr '\n' ' ')
+[ "$services" = "2 2 " ] && ! grep -q '^etc/conclave/trust' "$work/node.list" "$work/debug.list" &&
+	ok "both images hold conclave-agent and conclave-joind; without --trust-dir no trust files" ||
+	not_ok "both images hold conclave-agent and conclave-joind; without --trust-dir no trust files" \
+		"found: $services" "$(grep '^etc/conclave/trust' "$work/node.list")"
 
 # Every shared library the binaries need is in the image, and the ELF interpreter too.
 missing=
-for elf in init usr/bin/conclavectl; do
+for elf in init usr/bin/conclavectl usr/bin/conclave-agent usr/bin/conclave-joind; do
 	for lib in $(readelf -dW "$work/x/$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
 		[ -e "$work/x/usr/lib/x86_64-linux-gnu/$lib" ] || missing+=" $lib"
 	done
@@ -73,6 +79,33 @@ done <"$work/x/etc/conclave/modules"
 cmd=$(objcopy -O binary --only-section=.cmdline "$work/a/node.efi" /dev/stdout)
 [[ $cmd == console=ttyS0* ]] && ok "the UKI carries the command line in .cmdline" ||
 	not_ok "the UKI carries the command line in .cmdline" "got '$cmd'"
+
+# --trust-dir: the cluster's trust inputs, measured with the image
+mkdir -p "$work/trust"
+for f in policy-key.pub ek-roots.pem operator-key.pub; do echo "test $f" >"$work/trust/$f"; done
+chmod 0600 "$work/trust/policy-key.pub"
+"$root/scripts/build-image" --build "$build" --out "$work/t" --trust-dir "$work/trust" >/dev/null 2>&1
+"$root/scripts/build-image" --build "$build" --out "$work/t2" --trust-dir "$work/trust" >/dev/null 2>&1
+modes=
+for v in node node-debug; do
+	initrd_of "$work/t/$v.efi" "$work/t.cpio"
+	modes+=$(cpio -tv --quiet <"$work/t.cpio" 2>/dev/null | awk '$NF ~ /^etc\/conclave\/trust\// { print $1, $NF }' | sort | tr '\n' ';')
+	(cd "$work" && mkdir -p "x-$v" && cd "x-$v" && cpio -id --quiet 'etc/conclave/trust/*' <"$work/t.cpio" 2>/dev/null)
+	cmp -s "$work/x-$v/etc/conclave/trust/ek-roots.pem" "$work/trust/ek-roots.pem" || modes+=" ($v: content differs)"
+done
+want="-rw-r--r-- etc/conclave/trust/ek-roots.pem;-rw-r--r-- etc/conclave/trust/operator-key.pub;-rw-r--r-- etc/conclave/trust/policy-key.pub;"
+[ "$modes" = "$want$want" ] &&
+	ok "--trust-dir puts policy-key.pub, ek-roots.pem, operator-key.pub in /etc/conclave/trust (0644) of both images" ||
+	not_ok "--trust-dir puts the three trust files in /etc/conclave/trust (0644) of both images" "got: $modes"
+cmp -s "$work/t/node.efi" "$work/t2/node.efi" && cmp -s "$work/t/node-debug.efi" "$work/t2/node-debug.efi" &&
+	! cmp -s "$work/t/node.efi" "$work/a/node.efi" &&
+	ok "images with trust inputs are reproducible too, and differ from those without" ||
+	not_ok "images with trust inputs are reproducible too, and differ from those without"
+rm "$work/trust/operator-key.pub"
+"$root/scripts/build-image" --build "$build" --out "$work/t3" --trust-dir "$work/trust" >/dev/null 2>"$work/err"
+[ $? -ne 0 ] && grep -q "operator-key.pub" "$work/err" && [ ! -e "$work/t3/node.efi" ] &&
+	ok "build-image refuses a trust directory without one of the files, naming it" ||
+	not_ok "build-image refuses a trust directory without one of the files, naming it" "$(cat "$work/err")"
 
 # measure
 "$ctl" measure --out "$work/node.json" "$work/a/node.efi" >/dev/null 2>"$work/err" &&

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +43,20 @@ enum state {
 };
 
 static const char *const state_names[] = {
-	[ST_STARTING] = "starting", [ST_KEYS] = "keys",	      [ST_MESH_SETUP] = "mesh-setup",
-	[ST_JOINING] = "joining",   [ST_RUNNING] = "running", [ST_RECONNECTING] = "reconnecting",
-	[ST_REFUSED] = "refused",   [ST_STOPPED] = "stopped",
+	[ST_STARTING] = "starting",	    [ST_MODULES] = "modules", [ST_KEYS] = "keys",
+	[ST_MESH_SETUP] = "mesh-setup",	    [ST_JOINING] = "joining", [ST_RUNNING] = "running",
+	[ST_RECONNECTING] = "reconnecting", [ST_REFUSED] = "refused", [ST_STOPPED] = "stopped",
+};
+
+struct shown {
+	enum state state;
+	char last_error[256];
+	bool joined;
+	uint8_t cluster_id[32], pub[32];
+	struct peer self;
+	uint64_t generation, attested_ms;
+	size_t peers;
+	bool session;
 };
 
 struct agent {
@@ -65,8 +78,14 @@ struct agent {
 	struct datapath *dp;
 	struct mesh *mesh;
 	bool addressed;
-	/* Status socket. */
+	/* Status: a thread answers from `shown`, a copy the state machine publishes, so a status
+	 * request never waits for a join or a TPM. */
 	int status_fd;
+	pthread_t status_thread;
+	bool status_running;
+	pthread_mutex_t shown_lock;
+	struct shown shown;
+	atomic_bool stopping;
 	/* Backoff. */
 	int backoff_ms;
 };
@@ -82,7 +101,24 @@ static uint64_t now_ms(void)
 static const char *state_name(enum state s)
 {
 	return s < sizeof(state_names) / sizeof(state_names[0]) && state_names[s] ? state_names[s]
-										      : "unknown";
+										  : "unknown";
+}
+
+/* Copy what status shows. */
+static void publish(struct agent *a)
+{
+	pthread_mutex_lock(&a->shown_lock);
+	a->shown.state = a->state;
+	memcpy(a->shown.last_error, a->last_error, sizeof(a->shown.last_error));
+	a->shown.joined = a->joined_once;
+	memcpy(a->shown.cluster_id, a->info.cluster_id, 32);
+	memcpy(a->shown.pub, a->pub, 32);
+	a->shown.self = a->info.view.self;
+	a->shown.generation = a->info.view.generation;
+	a->shown.attested_ms = a->last_attested_ms;
+	a->shown.peers = a->mesh ? mesh_peer_count(a->mesh) : 0;
+	a->shown.session = a->sess != NULL;
+	pthread_mutex_unlock(&a->shown_lock);
 }
 
 static void set_state(struct agent *a, enum state s, const char *why)
@@ -96,6 +132,7 @@ static void set_state(struct agent *a, enum state s, const char *why)
 		log_warn("agent: %s: %s", state_name(s), why);
 	else
 		log_info("agent: %s%s%s", state_name(s), why ? ": " : "", why ? why : "");
+	publish(a);
 }
 
 void agent_cluster_pcr(const uint8_t cluster_id[32], uint8_t out[32])
@@ -150,45 +187,69 @@ static void json_str(FILE *f, const char *key, const char *v, bool comma)
 }
 
 /* One JSON object: state, identity, mesh. */
-static void status_write(struct agent *a, FILE *f)
+static void status_write(const struct shown *v, int reattest_s, FILE *f)
 {
 	char hex[65], key[65];
-	const struct peer *self = &a->info.view.self;
 
 	fputc('{', f);
-	json_str(f, "state", state_name(a->state), true);
-	json_str(f, "last_error", a->last_error, true);
-	hex_encode(a->info.cluster_id, 32, hex);
-	json_str(f, "cluster_id", a->joined_once ? hex : "", true);
-	hex_encode(a->pub, 32, key);
+	json_str(f, "state", state_name(v->state), true);
+	json_str(f, "last_error", v->last_error, true);
+	hex_encode(v->cluster_id, 32, hex);
+	json_str(f, "cluster_id", v->joined ? hex : "", true);
+	hex_encode(v->pub, 32, key);
 	json_str(f, "wg_public_key", key, true);
-	fprintf(f, "\"node_id\":%lld,\"generation\":%llu,\"peers\":%zu,", (long long)self->node_id,
-		(unsigned long long)a->info.view.generation,
-		a->mesh ? mesh_peer_count(a->mesh) : 0);
-	json_str(f, "overlay_v4", self->overlay_v4, true);
-	json_str(f, "overlay_v6", self->overlay_v6, true);
-	json_str(f, "pod_cidr", self->pod_cidr, true);
+	fprintf(f, "\"node_id\":%lld,\"generation\":%llu,\"peers\":%zu,",
+		(long long)v->self.node_id, (unsigned long long)v->generation, v->peers);
+	json_str(f, "overlay_v4", v->self.overlay_v4, true);
+	json_str(f, "overlay_v6", v->self.overlay_v6, true);
+	json_str(f, "pod_cidr", v->self.pod_cidr, true);
 	fprintf(f, "\"session\":%s,\"reattest_interval_s\":%d,\"seconds_since_attested\":%lld}\n",
-		a->sess ? "true" : "false", a->c->reattest_s,
-		a->last_attested_ms ? (long long)((now_ms() - a->last_attested_ms) / 1000) : -1LL);
+		v->session ? "true" : "false", reattest_s,
+		v->attested_ms ? (long long)((now_ms() - v->attested_ms) / 1000) : -1LL);
 }
 
-static void status_serve(struct agent *a)
+static void *status_main(void *arg)
 {
-	for (;;) {
-		int fd = accept4(a->status_fd, NULL, NULL, SOCK_CLOEXEC);
-		FILE *f;
+	struct agent *a = arg;
 
+	while (!a->stopping) {
+		struct pollfd p = { .fd = a->status_fd, .events = POLLIN };
+		struct shown v;
+		FILE *f;
+		int fd;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		fd = accept4(a->status_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
-			return;
+			continue;
 		f = fdopen(fd, "w");
 		if (!f) {
 			close(fd);
 			continue;
 		}
-		status_write(a, f);
+		pthread_mutex_lock(&a->shown_lock);
+		v = a->shown;
+		pthread_mutex_unlock(&a->shown_lock);
+		status_write(&v, a->c->reattest_s, f);
 		fclose(f);
 	}
+	return NULL;
+}
+
+static int status_start(struct agent *a, struct diag *d)
+{
+	int ret = status_open(a, d);
+
+	if (ret < 0 || a->status_fd < 0)
+		return ret;
+	ret = pthread_create(&a->status_thread, NULL, status_main, a);
+	if (ret != 0) {
+		diag_set(d, "status thread: %s", strerror(ret));
+		return -ret;
+	}
+	a->status_running = true;
+	return 0;
 }
 
 /* ---- kernel features ---------------------------------------------------------------------- */
@@ -378,6 +439,7 @@ static int apply_view(struct agent *a, struct diag *d)
 	struct mesh_stats st;
 	int ret = mesh_apply(a->mesh, &a->info.view, &st, d);
 
+	publish(a);
 	if (ret == 0 && (st.added || st.updated || st.removed))
 		log_info("agent: generation %llu: %zu peers (+%zu ~%zu -%zu)",
 			 (unsigned long long)a->info.view.generation, mesh_peer_count(a->mesh),
@@ -406,6 +468,7 @@ static int join(struct agent *a, struct diag *d)
 	a->joined_once = true;
 	a->last_attested_ms = a->joined_ms = now_ms();
 	a->backoff_ms = AGENT_BACKOFF_MIN_MS;
+	publish(a);
 	return 0;
 }
 
@@ -439,6 +502,8 @@ static int rotate(struct agent *a, struct diag *d)
 	a->priv = a->next_priv;
 	a->next_priv = NULL;
 	memcpy(a->pub, a->next_pub, 32);
+	a->last_attested_ms = now_ms();
+	publish(a);
 	log_info("agent: re-attested; WireGuard key rotated");
 	return 0;
 }
@@ -460,21 +525,14 @@ static int drain(struct agent *a, struct diag *d)
 	}
 }
 
-static int poll_once(struct agent *a, int timeout_ms)
+static void poll_once(struct agent *a, int timeout_ms)
 {
-	struct pollfd p[2];
-	nfds_t n = 0;
+	struct pollfd p = { .fd = a->sess ? joinclient_fd(a->sess) : -1, .events = POLLIN };
 
-	if (a->sess)
-		p[n++] = (struct pollfd){ .fd = joinclient_fd(a->sess), .events = POLLIN };
-	if (a->status_fd >= 0)
-		p[n++] = (struct pollfd){ .fd = a->status_fd, .events = POLLIN };
-	if (poll(p, n, timeout_ms) > 0 && a->status_fd >= 0)
-		status_serve(a);
-	return 0;
+	(void)poll(&p, 1, timeout_ms);
 }
 
-/* Sleep ms while answering status requests, unless stopped. */
+/* Sleep ms, unless stopped. */
 static void wait_ms(struct agent *a, int ms)
 {
 	uint64_t end = now_ms() + (uint64_t)ms;
@@ -572,7 +630,10 @@ static void config_join(struct agent *a)
 
 int agent_run(const struct agent_config *c, struct diag *d)
 {
-	struct agent a = { .c = c, .backoff_ms = AGENT_BACKOFF_MIN_MS, .status_fd = -1 };
+	struct agent a = { .c = c,
+			   .backoff_ms = AGENT_BACKOFF_MIN_MS,
+			   .status_fd = -1,
+			   .shown_lock = PTHREAD_MUTEX_INITIALIZER };
 	int ret;
 
 	if (!c->join_host || !c->cp_policy || !c->cp_ca || !c->endpoint || !c->stop ||
@@ -583,7 +644,7 @@ int agent_run(const struct agent_config *c, struct diag *d)
 	}
 	set_state(&a, ST_STARTING, NULL);
 	config_join(&a);
-	ret = status_open(&a, d);
+	ret = status_start(&a, d);
 	if (ret == 0)
 		ret = setup(&a, d);
 	while (ret == 0 && !*c->stop) {
@@ -595,6 +656,9 @@ int agent_run(const struct agent_config *c, struct diag *d)
 		if (jr == 0) {
 			set_state(&a, ST_RUNNING, NULL);
 			run_session(&a);
+			/* Revoked or refused on the session: not straight back in. */
+			if (a.state == ST_REFUSED)
+				wait_ms(&a, AGENT_REFUSED_RETRY_MS);
 			continue;
 		}
 		if (jr == -EPERM) { /* PCR 15 says another cluster: nothing to retry */
@@ -606,6 +670,9 @@ int agent_run(const struct agent_config *c, struct diag *d)
 		wait_ms(&a, jr == -EACCES ? AGENT_REFUSED_RETRY_MS : next_backoff(&a));
 	}
 	set_state(&a, ST_STOPPED, NULL);
+	a.stopping = true;
+	if (a.status_running)
+		pthread_join(a.status_thread, NULL);
 	drop_session(&a);
 	join_info_clear(&a.info);
 	mesh_free(a.mesh);

@@ -204,6 +204,11 @@ int datapath_ensure_bpffs(const char *path, struct diag *d)
 		diag_set(d, "cannot create bpffs mount point %s: %s", path, strerror(-ret));
 		return ret;
 	}
+	/* Created inside an existing bpffs (e.g. /sys/fs/bpf/conclave): a directory there is all
+	 * we need. A second bpffs mounted over it would hide the pins from everyone outside our
+	 * mount namespace. */
+	if (is_bpffs(path))
+		return 0;
 	if (mount("bpf", path, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
 		ret = -errno;
 		diag_set(d, "cannot mount bpffs at %s: %s (needs CAP_SYS_ADMIN)", path,

@@ -17,7 +17,8 @@ struct mesh {
 	struct mesh_config c;
 	struct peer *cur; /* applied, sorted by node id */
 	size_t n_cur;
-	bool synced; /* WireGuard's own peers were reconciled (a restarted agent finds old ones) */
+	bool synced;  /* WireGuard's own peers were reconciled (a restarted agent finds old ones) */
+	bool applied; /* a first apply happened: cur describes what the datapath holds */
 };
 
 int mesh_new(const struct mesh_config *c, struct mesh **out, struct diag *d)
@@ -141,6 +142,12 @@ int mesh_allowed_ips(const struct peer *p, struct wg_allowed_ip *out, size_t cap
 	if (ret == 0)
 		ret = add_allowed(p->pod_cidr, AF_INET, 32, out, cap, n);
 	return ret;
+}
+
+/* What the datapath holds of a peer: its node id and endpoints (not its key). */
+static bool same_entries(const struct peer *a, const struct peer *b)
+{
+	return a->node_id == b->node_id && !strcmp(a->endpoints, b->endpoints);
 }
 
 static bool same_peer(const struct peer *a, const struct peer *b)
@@ -310,10 +317,11 @@ int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, 
 	for (size_t i = 0; ret == 0 && i < m->n_cur; i++) {
 		const struct peer *now = find(ps->peers, n_new, m->cur[i].node_id);
 
-		if (now && same_peer(now, &m->cur[i])) {
+		/* A re-keyed peer keeps its datapath entries: they name its endpoints only. */
+		if (now && same_entries(now, &m->cur[i]))
 			keep[n_keep++] = &m->cur[i];
+		if (now && same_peer(now, &m->cur[i]))
 			continue;
-		}
 		/* Removed, or changed: its old key and entries go (a changed key is a new peer
 		 * to WireGuard; the same key is simply updated in place). */
 		if (!now || memcmp(now->wg_pubkey, m->cur[i].wg_pubkey, 32) != 0)
@@ -335,8 +343,11 @@ int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, 
 		else
 			s.added++;
 	}
-	/* 1. The datapath stops admitting what goes or changes. */
-	if (ret == 0)
+	/* 1. The datapath stops admitting what goes or changes. Not on the first apply of a
+	 * restarted agent: it does not know what the pinned map holds, and an empty keep set
+	 * would drop every peer's traffic for a moment; step 3 removes what is stale (WireGuard,
+	 * reconciled in step 2, already refuses those peers). */
+	if (ret == 0 && m->applied)
 		ret = dp_set(m, keep, n_keep, d);
 	/* 2. WireGuard: old keys out, new and changed peers in. */
 	if (ret == 0)
@@ -350,6 +361,7 @@ int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, 
 		free(m->cur);
 		m->cur = next;
 		m->n_cur = n_new;
+		m->applied = true;
 		next = NULL;
 		if (st)
 			*st = s;

@@ -27,9 +27,26 @@
 #define EK_CERT_MAX	 4096
 #define QUOTE_TRIES	 5
 
+/* Besides the connection, what stays true while it is open, learned once so that a TPM used for
+ * many proofs (joind's) is not asked again: its EK certificate, the persisted EK checked against
+ * that certificate, the AK checked by name, and the last PCR values read (only a hint: a quote is
+ * always checked against fresh values, see tpm_quote). Anything that changes the TPM behind our
+ * back (a cleared TPM, an evicted key) makes a later command fail; the owner then reopens. */
 struct tpm {
 	TSS2_TCTI_CONTEXT *tcti;
 	ESYS_CONTEXT *ctx;
+	uint8_t *ek_cert; /* tpm_read_ek_cert's answer */
+	size_t ek_cert_len;
+	uint16_t ek_cert_alg;
+	ESYS_TR ek_tr; /* the persisted EK of type ek_alg, exactly the certified key */
+	uint16_t ek_alg;
+	TPM2B_PUBLIC ek_pub;
+	ESYS_TR ak_tr; /* the key at ak_handle, whose name the TPM reported as ak_name */
+	uint32_t ak_handle;
+	uint8_t ak_name[TPMOBJ_NAME_MAX];
+	size_t ak_name_len;
+	uint8_t pcrs[PCR_MAX][32]; /* SHA-256 values last read, for PCRs in pcrs_known */
+	uint32_t pcrs_known;
 };
 
 /* Fill d with "what: decoded rc" and return -EIO (callers return it directly). */
@@ -46,6 +63,7 @@ int tpm_open(const char *tcti, struct tpm **out, struct diag *d)
 
 	if (!t)
 		return diag_set(d, "out of memory"), -ENOMEM;
+	t->ek_tr = t->ak_tr = ESYS_TR_NONE;
 	rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
 		tss_fail(d, rc, "TPM transport");
@@ -75,6 +93,9 @@ void tpm_close(struct tpm *t)
 {
 	if (!t)
 		return;
+	free(t->ek_cert);
+	/* Esys_Finalize drops the cached EK and AK handles with the context (no TPM command:
+	 * both are persistent). */
 	if (t->ctx)
 		Esys_Finalize(&t->ctx);
 	if (t->tcti)
@@ -199,13 +220,17 @@ out:
 	return ret;
 }
 
-int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, struct diag *d)
+/* Read the EK certificate from NV into t's cache, unless it is there already: NV certificates
+ * do not change under a running system (rewriting one takes the platform hierarchy). */
+static int ek_cert_load(struct tpm *t, struct diag *d)
 {
 	static const struct {
 		uint32_t index;
 		uint16_t alg;
 	} slots[] = { { TPM_NV_EK_CERT_RSA, TPM2_ALG_RSA }, { TPM_NV_EK_CERT_ECC, TPM2_ALG_ECC } };
 
+	if (t->ek_cert)
+		return 0;
 	for (size_t i = 0; i < ARRAY_SIZE(slots); i++) {
 		bool exists;
 		int ret = handle_exists(t, slots[i].index, &exists, d);
@@ -214,12 +239,12 @@ int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, s
 			return ret;
 		if (!exists)
 			continue;
-		ret = nv_read_all(t, slots[i].index, der, len, d);
+		ret = nv_read_all(t, slots[i].index, &t->ek_cert, &t->ek_cert_len, d);
 		if (ret < 0) {
 			diag_prefix(d, "EK certificate at NV 0x%08x", slots[i].index);
 			return ret;
 		}
-		*alg = slots[i].alg;
+		t->ek_cert_alg = slots[i].alg;
 		return 0;
 	}
 	diag_set(d,
@@ -229,22 +254,40 @@ int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, s
 	return -ENOENT;
 }
 
+int tpm_read_ek_cert(struct tpm *t, uint8_t **der, size_t *len, uint16_t *alg, struct diag *d)
+{
+	int ret = ek_cert_load(t, d);
+
+	if (ret < 0)
+		return ret;
+	*der = malloc(t->ek_cert_len);
+	if (!*der)
+		return diag_set(d, "out of memory"), -ENOMEM;
+	memcpy(*der, t->ek_cert, t->ek_cert_len);
+	*len = t->ek_cert_len;
+	*alg = t->ek_cert_alg;
+	return 0;
+}
+
 static const char *alg_name(uint16_t alg)
 {
 	return alg == TPM2_ALG_RSA ? "RSA" : alg == TPM2_ALG_ECC ? "ECC" : "unknown";
 }
 
-/* An EK in use: persistent ones are closed (the key stays in the TPM), transient ones flushed. */
+/* An EK in use: persistent ones are closed (the key stays in the TPM), transient ones flushed,
+ * the one t keeps (cached) left alone. */
 struct ek {
 	ESYS_TR tr;
-	bool persistent;
+	bool persistent, cached;
 };
 
 static void ek_release(struct tpm *t, struct ek *ek)
 {
 	if (ek->tr == ESYS_TR_NONE)
 		return;
-	if (ek->persistent)
+	if (ek->cached)
+		; /* t's, until tpm_close */
+	else if (ek->persistent)
 		Esys_TR_Close(t->ctx, &ek->tr);
 	else
 		Esys_FlushContext(t->ctx, ek->tr);
@@ -263,15 +306,20 @@ static int ek_certified(struct tpm *t, uint16_t alg, TPM2B_PUBLIC *want, struct 
 	X509 *x;
 	int ret;
 
-	ret = handle_exists(t, index, &exists, d);
-	if (ret < 0)
-		return ret;
-	if (!exists)
-		return diag_set(d, "no EK certificate at NV 0x%08x", index), -ENOENT;
-	ret = nv_read_all(t, index, &der, &len, d);
-	if (ret < 0)
-		return ret;
-	p = der;
+	if (t->ek_cert && t->ek_cert_alg == alg) {
+		p = t->ek_cert; /* attest_produce has just read it */
+		len = t->ek_cert_len;
+	} else {
+		ret = handle_exists(t, index, &exists, d);
+		if (ret < 0)
+			return ret;
+		if (!exists)
+			return diag_set(d, "no EK certificate at NV 0x%08x", index), -ENOENT;
+		ret = nv_read_all(t, index, &der, &len, d);
+		if (ret < 0)
+			return ret;
+		p = der;
+	}
 	x = d2i_X509(NULL, &p, (long)len);
 	free(der);
 	if (!x) {
@@ -313,7 +361,7 @@ static bool ek_is_certified(const TPMT_PUBLIC *got, const TPMT_PUBLIC *want, con
 /* Open the key at the EK's persistent handle if it is exactly the certified EK. A key that is
  * not is left alone: someone else's, never ours to evict. */
 static int ek_open_persisted(struct tpm *t, uint32_t handle, const TPM2B_PUBLIC *want,
-			     struct ek *ek, TPM2B_PUBLIC **pub, struct diag *d)
+			     struct ek *ek, TPM2B_PUBLIC *pub, struct diag *d)
 {
 	TPM2B_PUBLIC *out = NULL;
 	const char *why;
@@ -335,10 +383,8 @@ static int ek_open_persisted(struct tpm *t, uint32_t handle, const TPM2B_PUBLIC 
 	}
 	ek->tr = h;
 	ek->persistent = true;
-	if (pub)
-		*pub = out;
-	else
-		Esys_Free(out);
+	*pub = *out;
+	Esys_Free(out);
 	return 0;
 }
 
