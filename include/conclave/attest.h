@@ -32,11 +32,23 @@ struct attest_opts {
 	/* The AK record lives in memory (no state disk yet): a key at the AK handle without a
 	 * record is a previous boot's, replaced by a new AK (tpm_ak_forget_unrecorded). */
 	bool ak_per_boot;
+	/* A prover kept open across proofs (attest_ctx_new); its TPM, AK, EK chain and event log
+	 * stand for the fields above, and it serializes its own proofs. NULL = open the TPM for
+	 * this proof only. */
+	struct attest_ctx *ctx;
 };
+
+struct attest_ctx;
 
 /* On the node: open the TPM, ensure the AK, answer the challenge if any, quote, and encode
  * the evidence document into *out (malloc'ed). */
 int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d);
+
+/* A prover for many proofs (the join service's): keeps o's TPM open (opened at the first proof),
+ * its EK certificate, AK and EK chain, and the event log while the quoted PCRs stand still; a TPM
+ * failure drops all of it and the next proof starts afresh. Every proof still quotes anew. */
+int attest_ctx_new(const struct attest_opts *o, struct attest_ctx **out, struct diag *d);
+void attest_ctx_free(struct attest_ctx *c);
 
 /* On the verifier: check the EK chain and the AK template of ev, then wrap a fresh random
  * credential for (EK, AK name). *cred (the secret in locked memory, and the AK it is for) is

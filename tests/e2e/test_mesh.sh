@@ -142,12 +142,12 @@ bad=$(pairs 6)
 
 # --- (b) what crosses the bridge is WireGuard, never the payload -------------------------------------
 capture_start() { # FILE
-	ip netns exec "$ns" tcpdump -Z root -i any -nn -U -s 0 -w "$1" >"$1.log" 2>&1 &
+	ip netns exec "$ns" tcpdump -Z root -i any --immediate-mode -nn -U -s 0 -w "$1" >"$1.log" 2>&1 &
 	tcpdump_pid=$!
 	for _ in $(seq 50); do grep -q "listening on" "$1.log" 2>/dev/null && break; sleep 0.1; done
 }
 capture_stop() {
-	sleep 0.5
+	sleep 1
 	kill -INT "$tcpdump_pid" 2>/dev/null
 	wait "$tcpdump_pid" 2>/dev/null
 	tcpdump_pid=
@@ -157,19 +157,23 @@ nx 2 'udp_probe recv 7100 20 >/run/udp7100 2>&1 & nc -l -p 7101 >/run/tcp7101 2>
 capture_start "$work/wire.pcap"
 nx 1 udp_probe send "${over[2]}" 7100 "$marker-udp" 3 >/dev/null
 nx 1 "echo $marker-tcp | nc -w 5 ${over[2]} 7101" >/dev/null
+# The capture's control: sent to the underlay address, outside the cluster's ranges, it leaves in
+# the clear (and worker 2's datapath drops it): the capture does see a marker when there is one.
+nx 1 udp_probe send "${under[2]}" 7102 "$marker-clear" 1 >/dev/null
 capture_stop
 got=$(nx 2 cat /run/udp7100 /run/tcp7101)
-on_wire=$(grep -ac "$marker" "$work/wire.pcap")
+on_wire=$(grep -ac "$marker-udp\|$marker-tcp" "$work/wire.pcap")
+clear=$(grep -ac "$marker-clear" "$work/wire.pcap")
 wg_pkts=$(tcpdump -r "$work/wire.pcap" -nn "udp and src host ${under[1]} and dst host ${under[2]} and src port 51820 and dst port 51820" 2>/dev/null | wc -l)
 all_pkts=$(tcpdump -r "$work/wire.pcap" -nn 2>/dev/null | wc -l)
-echo "# capture: $all_pkts packets, $wg_pkts WireGuard from node 1 to node 2; marker seen $on_wire times"
+echo "# capture: $all_pkts packets, $wg_pkts WireGuard from node 1 to node 2; marker seen $on_wire times (the control in the clear: $clear)"
 grep -q "$marker-udp" <<<"$got" && grep -q "$marker-tcp" <<<"$got" &&
 	ok "a UDP datagram and a TCP stream from worker 1 reach worker 2's overlay address" ||
 	not_ok "a UDP datagram and a TCP stream from worker 1 reach worker 2's overlay address" "received: $got"
-[ "$on_wire" = 0 ] && [ "$wg_pkts" -gt 0 ] &&
+[ "$on_wire" = 0 ] && [ "$wg_pkts" -gt 0 ] && [ "$clear" -gt 0 ] &&
 	ok "on the bridge: UDP 51820 between their underlay addresses ($wg_pkts packets), the payload never" ||
 	not_ok "on the bridge: UDP 51820 between their underlay addresses, the payload never" \
-		"marker in the capture: $on_wire times; WireGuard packets: $wg_pkts" \
+		"marker in the capture: $on_wire times; WireGuard packets: $wg_pkts; control: $clear" \
 		"$(tcpdump -r "$work/wire.pcap" -nn 2>/dev/null | head -5)"
 
 # --- (c) an unattested VM on the same bridge gets nothing through -----------------------------------

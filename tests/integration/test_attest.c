@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/ec.h>
@@ -20,7 +21,9 @@
 #include "attest_fixture.h"
 #include "conclave/attest.h"
 #include "conclave/eventlog.h"
+#include "conclave/tpm.h"
 #include "conclave/tpmobj.h"
+#include "conclave/util.h"
 #include "conclave/verify.h"
 
 static struct fixture fx;
@@ -576,6 +579,170 @@ static void rolled_back_tpm_state_is_refused(void **state)
 	fixture_stop(&f2);
 }
 
+/* ---- the kept prover (attest_ctx), as the join service uses it ---------------------------- */
+
+static struct attest_ctx *kept_prover(const char *event_log)
+{
+	struct attest_opts o = {
+		.tcti = fx.tpm.tcti,
+		.ak_state = fx.ak_state,
+		.pcr_mask = LOG_COVERED_PCRS,
+		.event_log = event_log,
+		.ek_chain = fx.tpm.issuer,
+	};
+	struct attest_ctx *c = NULL;
+	struct diag d = { { 0 } };
+
+	if (attest_ctx_new(&o, &c, &d) < 0)
+		fail_msg("attest_ctx_new: %s", d.msg);
+	return c;
+}
+
+static int kept_attest(struct attest_ctx *c, const char *nonce, const uint8_t *challenge,
+		       size_t ch_len, uint8_t **buf, size_t *len, struct evidence *ev)
+{
+	uint8_t qdata[32];
+	struct attest_opts o = {
+		.qdata = qdata,
+		.qlen = sizeof(qdata),
+		.pcr_mask = LOG_COVERED_PCRS,
+		.challenge = challenge,
+		.challenge_len = ch_len,
+		.ctx = c,
+	};
+	struct diag d = { { 0 } };
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	*buf = NULL;
+	*len = 0;
+	fixture_qdata(nonce, qdata);
+	ret = attest_produce(&o, buf, len, &d);
+	if (ret < 0) {
+		print_message("# attest: %s\n", d.msg);
+		return ret;
+	}
+	return evidence_decode(*buf, *len, ev, &d);
+}
+
+/* Extend PCR 14 (covered by the log and the quote) through a connection of its own. */
+static void move_pcr_14(void)
+{
+	uint8_t digest[32] = { 14 };
+	struct tpm *t = NULL;
+	struct diag d = { { 0 } };
+
+	if (tpm_open(fx.tpm.tcti, &t, &d) < 0 || tpm_pcr_extend(t, 14, digest, &d) < 0)
+		fail_msg("extending PCR 14: %s", d.msg);
+	tpm_close(t);
+}
+
+static void kept_prover_answers_a_challenge_then_quotes_afresh_for_each_proof(void **state)
+{
+	struct attest_ctx *c = kept_prover(fx.log_path);
+	struct node_record node = { 0 };
+	struct credential cred = { 0 };
+	uint8_t *first, *chal, *buf, *again;
+	size_t first_len, chal_len, len, again_len;
+	struct evidence ev, ev2;
+	struct diag d = { { 0 } };
+	struct verdict v;
+
+	assert_int_equal(kept_attest(c, "kept", NULL, 0, &first, &first_len, &ev), 0);
+	assert_int_equal(attest_make_challenge(&ev, fx.ca, &chal, &chal_len, &cred, &d), 0);
+	assert_int_equal(kept_attest(c, "kept", chal, chal_len, &buf, &len, &ev), 0);
+	verify(&ev, "kept", &cred, &node, NULL, &v);
+	print_failures(&v);
+	assert_true(v.ok);
+	assert_int_equal(v.checks[CHECK_AK_ACTIVATION].status, CHECK_PASS);
+	assert_int_equal(v.checks[CHECK_EVENT_LOG].status, CHECK_PASS);
+
+	usleep(20 * 1000); /* the counters rule wants the TPM clock (ms) to have moved on */
+	assert_int_equal(kept_attest(c, "kept-again", NULL, 0, &again, &again_len, &ev2), 0);
+	verify(&ev2, "kept-again", NULL, &node, NULL, &v);
+	print_failures(&v);
+	assert_true(v.ok);
+	assert_false(ev2.quote.len == ev.quote.len &&
+		     (ev.quote.len == 0 || !memcmp(ev2.quote.p, ev.quote.p, ev.quote.len)));
+	node_record_clear(&node);
+	credential_clear(&cred);
+	free(first);
+	free(chal);
+	free(buf);
+	free(again);
+	attest_ctx_free(c);
+}
+
+/* The kept connection is dropped when the TPM fails, and the next proof opens a new one. */
+static void kept_prover_opens_the_tpm_again_after_it_went_away(void **state)
+{
+	struct attest_ctx *c = kept_prover(fx.log_path);
+	struct node_record node = { 0 };
+	struct credential cred = { 0 };
+	uint32_t boots;
+	struct evidence ev;
+	struct verdict v;
+	uint8_t *buf;
+	size_t len;
+
+	assert_int_equal(fixture_attest_activated(&fx, "before-stop", &buf, &len, &ev, &cred), 0);
+	verify(&ev, "before-stop", &cred, &node, NULL, &v);
+	assert_true(v.ok);
+	free(buf);
+	assert_int_equal(kept_attest(c, "kept-before", NULL, 0, &buf, &len, &ev), 0);
+	verify(&ev, "kept-before", NULL, &node, NULL, &v);
+	assert_true(v.ok);
+	boots = v.reset_count + v.restart_count;
+	free(buf);
+
+	assert_int_equal(swtpm_stop(&fx.tpm), 0);
+	assert_int_not_equal(kept_attest(c, "tpm-gone", NULL, 0, &buf, &len, &ev), 0);
+	assert_int_equal(fixture_reboot(&fx), 0);
+	assert_int_equal(kept_attest(c, "kept-after", NULL, 0, &buf, &len, &ev), 0);
+	verify(&ev, "kept-after", NULL, &node, NULL, &v);
+	print_failures(&v);
+	assert_true(v.ok);
+	assert_true(v.reset_count + v.restart_count > boots); /* a TPM that started again */
+	free(buf);
+	node_record_clear(&node);
+	credential_clear(&cred);
+	attest_ctx_free(c);
+}
+
+/* The log read for one quote is shipped again only while the quoted PCRs stand still. */
+static void kept_prover_reads_the_event_log_again_when_a_quoted_pcr_moved(void **state)
+{
+	static const char other[] = "not the log read before";
+	char path[PATH_MAX];
+	struct attest_ctx *c;
+	struct evidence ev;
+	uint8_t *golden, *buf;
+	size_t golden_len, len;
+
+	snprintf(path, sizeof(path), "%s/kept-eventlog.bin", fx.tpm.dir);
+	assert_int_equal(read_file(fx.log_path, EVENTLOG_MAX_SIZE, &golden, &golden_len), 0);
+	assert_int_equal(write_file_atomic(path, golden, golden_len, 0600), 0);
+	c = kept_prover(path);
+	assert_int_equal(kept_attest(c, "log-1", NULL, 0, &buf, &len, &ev), 0);
+	assert_int_equal(ev.event_log.len, golden_len);
+	free(buf);
+
+	assert_int_equal(write_file_atomic(path, other, sizeof(other), 0600), 0);
+	assert_int_equal(kept_attest(c, "log-2", NULL, 0, &buf, &len, &ev), 0);
+	assert_int_equal(ev.event_log.len, golden_len);
+	assert_memory_equal(ev.event_log.p, golden, golden_len);
+	free(buf);
+
+	move_pcr_14();
+	assert_int_equal(kept_attest(c, "log-3", NULL, 0, &buf, &len, &ev), 0);
+	assert_int_equal(ev.event_log.len, sizeof(other));
+	assert_memory_equal(ev.event_log.p, other, sizeof(other));
+	free(buf);
+	free(golden);
+	attest_ctx_free(c);
+	assert_int_equal(fixture_reboot(&fx), 0); /* PCR 14 back to the golden boot's */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -595,6 +762,9 @@ int main(void)
 		cmocka_unit_test(truncated_event_log_is_refused_with_its_offset),
 		cmocka_unit_test(replayed_evidence_is_refused_by_the_counters),
 		cmocka_unit_test(rolled_back_tpm_state_is_refused),
+		cmocka_unit_test(kept_prover_answers_a_challenge_then_quotes_afresh_for_each_proof),
+		cmocka_unit_test(kept_prover_opens_the_tpm_again_after_it_went_away),
+		cmocka_unit_test(kept_prover_reads_the_event_log_again_when_a_quoted_pcr_moved),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

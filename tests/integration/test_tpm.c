@@ -852,6 +852,40 @@ static void quote_over_pcrs_0_to_9_verifies_with_openssl(void **state)
 	free(sig);
 }
 
+/* A TPM kept open remembers the PCR values of its last quote; when a PCR moved since (here
+ * through another connection), the quote must still come with the values it signed. */
+static void quote_after_a_pcr_moved_elsewhere_carries_the_values_it_signed(void **state)
+{
+	struct fx *f = *state;
+	uint8_t qd[32] = { 7 }, ext[32] = { 1 }, pcrs[24][32], now[24][32], digest[32];
+	uint8_t *attest = NULL, *sig = NULL;
+	size_t alen = 0, slen = 0, off = 0;
+	struct tpm *other = NULL;
+	struct diag d = { 0 };
+	TPMS_ATTEST a;
+
+	assert_int_equal(tpm_quote(f->tpm, &f->ak, qd, sizeof(qd), PCRS_0_TO_9, &attest, &alen,
+				   &sig, &slen, pcrs, &d),
+			 0);
+	free(attest);
+	free(sig);
+	if (tpm_open(f->sw.tcti, &other, &d) < 0)
+		fail_msg("second connection: %s", d.msg);
+	assert_int_equal(tpm_pcr_extend(other, 9, ext, &d), 0);
+	tpm_close(other);
+
+	if (tpm_quote(f->tpm, &f->ak, qd, sizeof(qd), PCRS_0_TO_9, &attest, &alen, &sig, &slen,
+		      pcrs, &d) < 0)
+		fail_msg("tpm_quote after the extend: %s", d.msg);
+	assert_int_equal(tpm_pcr_read(f->tpm, PCRS_0_TO_9, now, NULL, &d), 0);
+	assert_memory_equal(pcrs[9], now[9], 32);
+	assert_int_equal(Tss2_MU_TPMS_ATTEST_Unmarshal(attest, alen, &off, &a), 0);
+	SHA256(&pcrs[0][0], 10 * 32, digest);
+	assert_memory_equal(a.attested.quote.pcrDigest.buffer, digest, 32);
+	free(attest);
+	free(sig);
+}
+
 static void pcr_read_returns_all_24_pcrs(void **state)
 {
 	static const uint8_t ones[32] = { [0 ... 31] = 0xff };
@@ -936,6 +970,7 @@ int main(void)
 		cmocka_unit_test(activation_for_a_wrong_ak_name_is_refused_by_the_tpm),
 		cmocka_unit_test(activation_blob_with_a_flipped_byte_is_refused),
 		cmocka_unit_test(quote_over_pcrs_0_to_9_verifies_with_openssl),
+		cmocka_unit_test(quote_after_a_pcr_moved_elsewhere_carries_the_values_it_signed),
 		cmocka_unit_test(pcr_read_returns_all_24_pcrs),
 		cmocka_unit_test(pcr_extend_changes_exactly_that_pcr),
 		cmocka_unit_test(quote_refuses_qualifying_data_over_64_bytes),

@@ -83,7 +83,7 @@ static int recv_probe(int port, int seconds)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		struct sockaddr_in6 from;
+		struct sockaddr_in6 from = { 0 };
 		socklen_t flen = sizeof(from);
 		char buf[2048], a[INET6_ADDRSTRLEN];
 		long left;

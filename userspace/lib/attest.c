@@ -10,6 +10,7 @@
 
 #include "conclave/attest.h"
 #include "conclave/eventlog.h"
+#include "conclave/log.h"
 #include "conclave/tpm.h"
 #include "conclave/tpmobj.h"
 #include "conclave/util.h"
@@ -17,6 +18,7 @@
 
 struct der_chain {
 	uint8_t *der[EVIDENCE_MAX_CHAIN];
+	size_t len[EVIDENCE_MAX_CHAIN];
 	size_t n;
 };
 
@@ -27,8 +29,8 @@ static void der_chain_free(struct der_chain *c)
 	c->n = 0;
 }
 
-/* Intermediate certificates (PEM) to ship with the EK certificate. */
-static int load_chain(const char *path, struct evidence *ev, struct der_chain *c, struct diag *d)
+/* Intermediate certificates (PEM) to ship with the EK certificate, as DER. */
+static int load_chain(const char *path, struct der_chain *c, struct diag *d)
 {
 	BIO *bio = BIO_new_file(path, "r");
 	X509 *x;
@@ -54,12 +56,11 @@ static int load_chain(const char *path, struct evidence *ev, struct der_chain *c
 			BIO_free(bio);
 			return -ENOMEM;
 		}
-		ev->ek_chain[c->n] = (struct blob){ c->der[c->n], (size_t)n };
+		c->len[c->n] = (size_t)n;
 		c->n++;
 	}
 	ERR_clear_error();
 	BIO_free(bio);
-	ev->n_chain = c->n;
 	return 0;
 }
 
@@ -105,81 +106,218 @@ static int answer_challenge(struct tpm *t, const struct tpm_ak *ak, const struct
 	return ret;
 }
 
-static int produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d)
-{
-	struct evidence ev = { 0 };
-	struct der_chain chain = { 0 };
-	struct tpm *t = NULL;
+/* What every proof from one TPM shares: the open TPM, its EK certificate, the AK, the EK chain
+ * to ship, and the event log with the PCR values it was read under. A one-shot proof fills it and
+ * drops it; an attest_ctx keeps it across proofs. */
+struct prover {
+	struct tpm *tpm;
+	uint8_t *ek_der;
+	size_t ek_len;
 	struct tpm_ak ak;
-	uint8_t *ek_der = NULL, *attest = NULL, *sig = NULL, *log = NULL;
-	uint8_t akpub[sizeof(TPMT_PUBLIC)], proof[32];
-	size_t ek_len, attest_len, sig_len, log_len = 0, akpub_len = 0;
+	struct der_chain chain;
+	uint8_t *log; /* NULL: not read (yet) */
+	size_t log_len;
+	uint32_t log_mask;
+	uint8_t log_pcrs[24][32];
+};
+
+static void prover_close(struct prover *p)
+{
+	tpm_close(p->tpm);
+	free(p->ek_der);
+	der_chain_free(&p->chain);
+	free(p->log);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Open the TPM, read its EK certificate, make sure of the AK, load the EK chain. */
+static int prover_open(struct prover *p, const struct attest_opts *cfg, struct diag *d)
+{
 	uint16_t ek_alg;
 	int ret;
 
-	ret = tpm_open(o->tcti, &t, d);
-	if (ret < 0)
-		return ret;
-	ret = tpm_read_ek_cert(t, &ek_der, &ek_len, &ek_alg, d);
-	if (ret < 0)
-		goto out;
-	if (o->ak_per_boot)
-		ret = tpm_ak_forget_unrecorded(t, o->ak_state, d);
+	memset(p, 0, sizeof(*p));
+	ret = tpm_open(cfg->tcti, &p->tpm, d);
 	if (ret == 0)
-		ret = tpm_ak_ensure(t, o->ak_state, ek_alg, &ak, d);
+		ret = tpm_read_ek_cert(p->tpm, &p->ek_der, &p->ek_len, &ek_alg, d);
+	if (ret == 0 && cfg->ak_per_boot)
+		ret = tpm_ak_forget_unrecorded(p->tpm, cfg->ak_state, d);
+	if (ret == 0)
+		ret = tpm_ak_ensure(p->tpm, cfg->ak_state, ek_alg, &p->ak, d);
+	if (ret == 0 && cfg->ek_chain)
+		ret = load_chain(cfg->ek_chain, &p->chain, d);
 	if (ret < 0)
-		goto out;
+		prover_close(p);
+	return ret;
+}
+
+static bool same_pcrs(uint32_t mask, uint8_t a[24][32], uint8_t b[24][32])
+{
+	for (uint32_t n = 0; n < 24; n++)
+		if ((mask & (1u << n)) && memcmp(a[n], b[n], 32) != 0)
+			return false;
+	return true;
+}
+
+/* The event log to ship with a quote of pcrs (PCRs in mask): the bytes read for an earlier quote
+ * of exactly these PCR values, or else read now. A boot's log is final once the firmware hands
+ * over, and an event appended to it would extend its PCR too: while the quoted PCRs stand still,
+ * the log's account of them is the one read before. */
+static int event_log_for(struct prover *p, const char *path, uint32_t mask, uint8_t pcrs[24][32],
+			 struct diag *d)
+{
+	int ret;
+
+	if (p->log && p->log_mask == mask && same_pcrs(mask, p->log_pcrs, pcrs))
+		return 0;
+	free(p->log);
+	p->log = NULL;
+	ret = read_file(path, EVENTLOG_MAX_SIZE, &p->log, &p->log_len);
+	if (ret < 0) {
+		p->log = NULL;
+		diag_set(d, "cannot read event log %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	p->log_mask = mask;
+	memcpy(p->log_pcrs, pcrs, sizeof(p->log_pcrs));
+	return 0;
+}
+
+/* One proof: answer the challenge if any, quote over o's qualifying data, encode the evidence. */
+static int prove(struct prover *p, const char *event_log, const struct attest_opts *o,
+		 uint8_t **out, size_t *len, struct diag *d)
+{
+	struct evidence ev = { 0 };
+	uint8_t *attest = NULL, *sig = NULL;
+	uint8_t akpub[sizeof(TPMT_PUBLIC)], proof[32];
+	size_t attest_len, sig_len, akpub_len = 0;
+	int ret = 0;
+
 	if (o->challenge) {
-		ret = answer_challenge(t, &ak, o, proof, d);
+		ret = answer_challenge(p->tpm, &p->ak, o, proof, d);
 		if (ret < 0) {
 			diag_prefix(d, "credential activation");
 			goto out;
 		}
 		ev.activation = (struct blob){ proof, sizeof(proof) };
 	}
-	ret = tpm_quote(t, &ak, o->qdata, o->qlen, o->pcr_mask, &attest, &attest_len, &sig,
+	ret = tpm_quote(p->tpm, &p->ak, o->qdata, o->qlen, o->pcr_mask, &attest, &attest_len, &sig,
 			&sig_len, ev.pcrs, d);
 	if (ret < 0)
 		goto out;
-	if (Tss2_MU_TPMT_PUBLIC_Marshal(&ak.pub.publicArea, akpub, sizeof(akpub), &akpub_len)) {
+	if (Tss2_MU_TPMT_PUBLIC_Marshal(&p->ak.pub.publicArea, akpub, sizeof(akpub), &akpub_len)) {
 		diag_set(d, "cannot marshal the AK public area");
 		ret = -EINVAL;
 		goto out;
 	}
-	if (o->event_log) {
-		ret = read_file(o->event_log, EVENTLOG_MAX_SIZE, &log, &log_len);
-		if (ret < 0) {
-			diag_set(d, "cannot read event log %s: %s", o->event_log, strerror(-ret));
+	if (event_log) {
+		ret = event_log_for(p, event_log, o->pcr_mask, ev.pcrs, d);
+		if (ret < 0)
 			goto out;
-		}
-		ev.event_log = (struct blob){ log, log_len };
+		ev.event_log = (struct blob){ p->log, p->log_len };
 	}
-	if (o->ek_chain && (ret = load_chain(o->ek_chain, &ev, &chain, d)) < 0)
-		goto out;
+	for (size_t i = 0; i < p->chain.n; i++)
+		ev.ek_chain[i] = (struct blob){ p->chain.der[i], p->chain.len[i] };
+	ev.n_chain = p->chain.n;
 	ev.quote = (struct blob){ attest, attest_len };
 	ev.signature = (struct blob){ sig, sig_len };
 	ev.ak_public = (struct blob){ akpub, akpub_len };
-	ev.ek_cert = (struct blob){ ek_der, ek_len };
+	ev.ek_cert = (struct blob){ p->ek_der, p->ek_len };
 	ev.pcr_mask = o->pcr_mask;
 	ret = evidence_encode(&ev, out, len);
 out:
 	OPENSSL_cleanse(proof, sizeof(proof));
-	der_chain_free(&chain);
-	free(ek_der);
 	free(attest);
 	free(sig);
-	free(log);
-	tpm_close(t);
+	return ret;
+}
+
+struct attest_ctx {
+	pthread_mutex_t lock; /* one proof at a time: the TPM session is one */
+	struct attest_opts cfg;
+	char *strings[4]; /* cfg's, owned */
+	struct prover p;  /* p.tpm == NULL: closed */
+};
+
+int attest_ctx_new(const struct attest_opts *o, struct attest_ctx **out, struct diag *d)
+{
+	struct attest_ctx *c = calloc(1, sizeof(*c));
+	const char *src[4] = { o->tcti, o->ak_state, o->event_log, o->ek_chain };
+	const char **dst[4];
+
+	if (!c)
+		return diag_set(d, "out of memory"), -ENOMEM;
+	c->cfg = (struct attest_opts){ .pcr_mask = o->pcr_mask, .ak_per_boot = o->ak_per_boot };
+	dst[0] = &c->cfg.tcti;
+	dst[1] = &c->cfg.ak_state;
+	dst[2] = &c->cfg.event_log;
+	dst[3] = &c->cfg.ek_chain;
+	for (size_t i = 0; i < ARRAY_SIZE(src); i++) {
+		if (!src[i])
+			continue;
+		c->strings[i] = strdup(src[i]);
+		if (!c->strings[i]) {
+			attest_ctx_free(c);
+			return diag_set(d, "out of memory"), -ENOMEM;
+		}
+		*dst[i] = c->strings[i];
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+}
+
+void attest_ctx_free(struct attest_ctx *c)
+{
+	if (!c)
+		return;
+	prover_close(&c->p);
+	for (size_t i = 0; i < ARRAY_SIZE(c->strings); i++)
+		free(c->strings[i]);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* A proof with the kept prover, opening it first if needed. When the TPM fails (-EIO: transport,
+ * TPM or tpm2-tss error) the prover is dropped; if it was kept from an earlier proof, the proof is
+ * tried once more on a fresh connection, so a restarted TPM costs no proof. */
+static int ctx_produce(struct attest_ctx *c, const struct attest_opts *o, uint8_t **out,
+		       size_t *len, struct diag *d)
+{
+	bool kept;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	for (int attempt = 0;; attempt++) {
+		kept = c->p.tpm != NULL;
+		ret = kept ? 0 : prover_open(&c->p, &c->cfg, d);
+		if (ret == 0)
+			ret = prove(&c->p, c->cfg.event_log, o, out, len, d);
+		if (ret != -EIO)
+			break;
+		prover_close(&c->p);
+		if (!kept || attempt > 0)
+			break;
+		log_info("attest: the TPM at %s failed (%s); opening it again", c->cfg.tcti,
+			 d ? d->msg : "no detail");
+	}
+	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
 
 int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, struct diag *d)
 {
+	struct prover p;
 	int ret;
 
+	if (o->ctx)
+		return ctx_produce(o->ctx, o, out, len, d);
 	if (o->tpm_lock)
 		pthread_mutex_lock(o->tpm_lock);
-	ret = produce(o, out, len, d);
+	ret = prover_open(&p, o, d);
+	if (ret == 0)
+		ret = prove(&p, o->event_log, o, out, len, d);
+	prover_close(&p);
 	if (o->tpm_lock)
 		pthread_mutex_unlock(o->tpm_lock);
 	return ret;

@@ -319,6 +319,20 @@ void cluster_ca_cert(const struct cluster_ca *ca, const uint8_t **der, size_t *l
 	*len = ca->der_len;
 }
 
+/* x's subject public key: X25519 key bits as RFC 8410 encodes them (no parameters). Set directly:
+ * X509_set_pubkey would round-trip an EVP_PKEY through OpenSSL's encoder and decoder. */
+static int set_x25519_pubkey(X509 *x, const uint8_t key[WG_KEY_LEN])
+{
+	unsigned char *bits = OPENSSL_memdup(key, WG_KEY_LEN);
+
+	if (!bits || X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), OBJ_nid2obj(NID_X25519),
+					    V_ASN1_UNDEF, NULL, bits, WG_KEY_LEN) != 1) {
+		OPENSSL_free(bits);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* A random positive serial of exactly NODE_SERIAL_LEN bytes (RFC 5280: at most 20 octets). */
 static int set_random_serial(X509 *x)
 {
@@ -344,7 +358,6 @@ int cluster_ca_issue_node(const struct cluster_ca *ca, int64_t node_id, const ui
 	char cn[sizeof(NODE_CN_PREFIX) + 20];
 	time_t now = time(NULL);
 	X509_NAME *name = NULL;
-	EVP_PKEY *wg = NULL;
 	X509 *x = NULL;
 	bool said = false; /* d already names the failure */
 	int ret;
@@ -359,11 +372,10 @@ int cluster_ca_issue_node(const struct cluster_ca *ca, int64_t node_id, const ui
 			 valid_days, NODE_MAX_VALID_DAYS);
 		return -EINVAL;
 	}
-	wg = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, wg_pubkey, WG_KEY_LEN);
 	x = X509_new();
 	name = X509_NAME_new();
 	ret = -ENOMEM;
-	if (!wg || !x || !name)
+	if (!x || !name)
 		goto fail;
 	snprintf(cn, sizeof(cn), NODE_CN_PREFIX "%lld", (long long)node_id);
 	if (X509_set_version(x, X509_VERSION_3) != 1 || set_cn(name, cn) < 0 ||
@@ -371,7 +383,7 @@ int cluster_ca_issue_node(const struct cluster_ca *ca, int64_t node_id, const ui
 	    X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
 	    !X509_time_adj_ex(X509_getm_notBefore(x), 0, -NODE_BACKDATE, &now) ||
 	    !X509_time_adj_ex(X509_getm_notAfter(x), (int)valid_days, 0, &now) ||
-	    X509_set_pubkey(x, wg) != 1)
+	    set_x25519_pubkey(x, wg_pubkey) < 0)
 		goto fail;
 	if ((ret = set_random_serial(x)) < 0) {
 		diag_set(d, "cluster CA: the CSPRNG failed to produce a serial number");
@@ -392,7 +404,6 @@ fail:
 			 (long long)node_id);
 	X509_NAME_free(name);
 	X509_free(x);
-	EVP_PKEY_free(wg);
 	ERR_clear_error();
 	return ret;
 }

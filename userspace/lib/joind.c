@@ -333,7 +333,7 @@ static int reattest(void *arg, struct atls_session *s, int64_t node_id, struct w
 	struct atls_verifier v;
 	struct atls_peer peer;
 	struct join_record r;
-	struct join_result res;
+	struct join_result res = { 0 };
 	struct diag d = { { 0 } };
 	char endpoints[MEMBERSHIP_ENDPOINTS_MAX];
 	int ret;
@@ -570,13 +570,13 @@ static int load_node_policy(struct joind *j, struct diag *d)
 	return ret;
 }
 
-/* Policies, keys, roots, store, master secret, TLS context; and one quote to check our TPM
- * (this also creates our AK before workers race for it). */
+/* Policies, keys, roots, store, master secret, TLS context, our prover; and one quote to check
+ * our TPM (this also creates our AK before workers race for it). */
 static int load(struct joind *j, struct diag *d)
 {
 	const struct joind_config *c = j->cfg;
 	uint8_t *ev = NULL, qdata[32] = { 0 };
-	struct attest_opts probe = j->self;
+	struct attest_opts probe;
 	size_t len = 0;
 	int ret;
 
@@ -596,7 +596,10 @@ static int load(struct joind *j, struct diag *d)
 		ret = load_recovery(j, d);
 	if (ret == 0)
 		ret = atls_ctx_new(true, &j->ctx, d);
+	if (ret == 0)
+		ret = attest_ctx_new(&j->self, &j->prover, d);
 	if (ret == 0) {
+		j->self.ctx = j->prover;
 		j->rl = ratelimit_new(c->rate > 0 ? c->rate : JOIND_DEFAULT_RATE,
 				      c->burst > 0 ? c->burst : JOIND_DEFAULT_BURST, 4096);
 		if (!j->rl) {
@@ -606,6 +609,7 @@ static int load(struct joind *j, struct diag *d)
 	}
 	if (ret < 0)
 		return ret;
+	probe = j->self;
 	probe.qdata = qdata;
 	probe.qlen = sizeof(qdata);
 	ret = attest_produce(&probe, &ev, &len, d);
@@ -619,6 +623,7 @@ static void unload(struct joind *j)
 {
 	hub_stop(j->hub);
 	atls_ctx_free(j->ctx);
+	attest_ctx_free(j->prover);
 	membership_close(j->store);
 	cluster_ca_free(j->cluster_ca);
 	kms_free(j->kms);
@@ -726,7 +731,6 @@ int joind_run(const struct joind_config *c, struct diag *d)
 			  .ak_per_boot = c->ak_per_boot },
 		.store_lock = PTHREAD_MUTEX_INITIALIZER,
 		.state_lock = PTHREAD_MUTEX_INITIALIZER,
-		.tpm_lock = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
 	};
@@ -739,7 +743,6 @@ int joind_run(const struct joind_config *c, struct diag *d)
 				 .reattest_ms = c->reattest_deadline_ms };
 	int lfd = -1, ret;
 
-	j.self.tpm_lock = &j.tpm_lock;
 	if (!c->stop || !c->listen_addr || !c->tcti || !c->ak_state || !c->node_policy ||
 	    !c->policy_key || !c->ca_bundle || !c->db_path || c->workers == 0 ||
 	    c->workers > JOIND_MAX_WORKERS) {

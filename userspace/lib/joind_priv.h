@@ -42,9 +42,9 @@ struct joind {
 	struct cluster_ca *cluster_ca;
 	uint8_t cluster_id[CLUSTER_ID_LEN];
 	struct policy_ref *node_policy;
-	/* Workers share one TPM, which may have no resource manager (swtpm): one session at a
-	 * time, held only while attest_produce talks to the TPM, never across network I/O. */
-	pthread_mutex_t tpm_lock;
+	/* Our TPM, kept open across joins (self.ctx): workers share it one proof at a time (it
+	 * may have no resource manager, as swtpm), never across network I/O. */
+	struct attest_ctx *prover;
 	/* The pool: the acceptor queues fds, idle workers take them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
