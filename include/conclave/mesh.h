@@ -36,6 +36,11 @@ void mesh_free(struct mesh *m);
  * only what changed. After a failure, calling again with the same set completes the change. */
 int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, struct diag *d);
 
+/* Start a handshake with every peer now (after our own key changed: whoever learns of a new key
+ * last must be the one to initiate, or the first attempt fails and WireGuard retries only after
+ * 5 s). Needs a keepalive interval. */
+int mesh_kick(struct mesh *m, struct diag *d);
+
 /* The peers applied last (the mesh's view), for status. */
 size_t mesh_peer_count(const struct mesh *m);
 

@@ -39,6 +39,8 @@ struct fx {
 	char state[PATH_MAX];
 };
 
+/* TPM2_PERSISTENT_FIRST shifts a signed int into its sign bit (UB that UBSan reports). */
+#define PERSISTENT_FIRST ((uint32_t)TPM2_HT_PERSISTENT << TPM2_HR_SHIFT)
 static struct tpm *fx_open(struct fx *f)
 {
 	struct diag d = { 0 };
@@ -598,7 +600,7 @@ static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
 
 	certified_rsa_ek(f, &certified);
 	evict(raw_open(f, &r), TPM_EK_HANDLE_RSA);
-	persistent = count_handles(r.ctx, TPM2_PERSISTENT_FIRST);
+	persistent = count_handles(r.ctx, PERSISTENT_FIRST);
 	raw_close(f, &r);
 
 	if (tpm_ek_public(f->tpm, TPM2_ALG_RSA, &first, &d) < 0)
@@ -608,7 +610,7 @@ static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
 	assert_true(has_handle(r.ctx, TPM_EK_HANDLE_RSA));
 	read_public_at(r.ctx, TPM_EK_HANDLE_RSA, &held);
 	assert_true(public_equal(&held, &certified));
-	assert_int_equal(count_handles(r.ctx, TPM2_PERSISTENT_FIRST), persistent + 1);
+	assert_int_equal(count_handles(r.ctx, PERSISTENT_FIRST), persistent + 1);
 	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0); /* transient EK flushed */
 	endorsement_auth(r.ctx, "", "no-createprimary");
 	raw_close(f, &r);
@@ -618,7 +620,7 @@ static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
 	assert_true(public_equal(&second, &certified));
 	raw_open(f, &r);
 	endorsement_auth(r.ctx, "no-createprimary", "");
-	assert_int_equal(count_handles(r.ctx, TPM2_PERSISTENT_FIRST), persistent + 1);
+	assert_int_equal(count_handles(r.ctx, PERSISTENT_FIRST), persistent + 1);
 	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
 	raw_close(f, &r);
 }

@@ -71,7 +71,8 @@ struct agent {
 	struct joinclient_session *sess;
 	struct join_info info;
 	bool joined_once;
-	uint64_t last_attested_ms, joined_ms;
+	uint64_t last_attested_ms, joined_ms; /* last attempt (schedule), join */
+	uint64_t attested_ok_ms;	      /* last accepted attestation (status) */
 	/* Mesh. */
 	struct wg *wg;
 	int wg_ifindex;
@@ -115,7 +116,7 @@ static void publish(struct agent *a)
 	memcpy(a->shown.pub, a->pub, 32);
 	a->shown.self = a->info.view.self;
 	a->shown.generation = a->info.view.generation;
-	a->shown.attested_ms = a->last_attested_ms;
+	a->shown.attested_ms = a->attested_ok_ms;
 	a->shown.peers = a->mesh ? mesh_peer_count(a->mesh) : 0;
 	a->shown.session = a->sess != NULL;
 	pthread_mutex_unlock(&a->shown_lock);
@@ -466,10 +467,21 @@ static int join(struct agent *a, struct diag *d)
 		return ret;
 	}
 	a->joined_once = true;
-	a->last_attested_ms = a->joined_ms = now_ms();
+	a->last_attested_ms = a->joined_ms = a->attested_ok_ms = now_ms();
 	a->backoff_ms = AGENT_BACKOFF_MIN_MS;
 	publish(a);
 	return 0;
+}
+
+/* Up to a tenth of the interval, at random: nodes started together drift apart instead of
+ * rotating their keys at the same moment. */
+static uint64_t jitter_ms(const struct agent *a)
+{
+	unsigned int r = 0;
+	uint64_t span = (uint64_t)a->c->reattest_s * 100; /* a tenth, in ms */
+
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	return span ? r % span : 0;
 }
 
 /* Re-attest with a fresh key pair; the switch happens when the join service accepted it. */
@@ -483,7 +495,8 @@ static int reattest(struct agent *a, struct diag *d)
 	if (ret == 0)
 		ret = joinclient_reattest(a->sess, &a->jc, a->next_pub, d);
 	if (ret == 0)
-		a->last_attested_ms = now_ms(); /* attempt made: the next one an interval later */
+		a->last_attested_ms =
+		    now_ms() - jitter_ms(a); /* the next one about an interval on */
 	return ret;
 }
 
@@ -496,13 +509,17 @@ static int rotate(struct agent *a, struct diag *d)
 		return 0;
 	if (a->wg)
 		ret = wg_set_device(a->wg, a->c->wg_ifname, a->next_priv, a->c->wg_port, d);
+	/* Peers that already know the new key tried to reach us with it before we switched:
+	 * initiate ourselves rather than wait for their 5 s retry. */
+	if (ret == 0)
+		ret = mesh_kick(a->mesh, d);
 	if (ret < 0)
 		return ret;
 	secret_free(a->priv);
 	a->priv = a->next_priv;
 	a->next_priv = NULL;
 	memcpy(a->pub, a->next_pub, 32);
-	a->last_attested_ms = now_ms();
+	a->attested_ok_ms = now_ms();
 	publish(a);
 	log_info("agent: re-attested; WireGuard key rotated");
 	return 0;

@@ -303,6 +303,37 @@ static int wg_set(struct mesh *m, const struct peerset *ps, const struct peer *c
 	return ret;
 }
 
+int mesh_kick(struct mesh *m, struct diag *d)
+{
+	uint8_t(*keys)[WG_KEY_LEN];
+	struct wg_peer *w;
+	int ret = 0;
+
+	if (!m->c.wg || !m->n_cur)
+		return 0;
+	w = calloc(m->n_cur, sizeof(*w));
+	keys = calloc(m->n_cur, WG_KEY_LEN);
+	if (!w || !keys) {
+		free(w);
+		free(keys);
+		diag_set(d, "mesh: out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; ret == 0 && i < m->n_cur; i++) {
+		ret = wg_peer_of(m, &m->cur[i], &w[i], d);
+		memcpy(keys[i], m->cur[i].wg_pubkey, WG_KEY_LEN);
+	}
+	/* Fresh peer objects: WireGuard sends at most one handshake initiation per peer every 5 s,
+	 * and a new peer with a keepalive interval sends one at once. Our key change already ended
+	 * every session, so nothing established is lost. Removals go before additions. */
+	if (ret == 0)
+		ret = wg_set_peers(m->c.wg, m->c.wg_ifname, w, m->n_cur,
+				   (const uint8_t(*)[WG_KEY_LEN])keys, m->n_cur, d);
+	free(w);
+	free(keys);
+	return ret;
+}
+
 int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, struct diag *d)
 {
 	size_t n_new = ps->n_peers, n_keep = 0, n_up = 0, n_gone = 0;
