@@ -154,6 +154,7 @@ bench: install-deps
 	scripts/bench-membership $(BUILD)
 	scripts/bench-join $(BUILD)
 	scripts/bench-fanout $(BUILD)
+	scripts/bench-mesh $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps
