@@ -39,8 +39,10 @@ struct fx {
 	char state[PATH_MAX];
 };
 
-/* TPM2_PERSISTENT_FIRST shifts a signed int into its sign bit (UB that UBSan reports). */
+/* TPM2_PERSISTENT_FIRST and TPM2_TRANSIENT_FIRST shift a signed int into its sign bit (UB that
+ * UBSan reports). */
 #define PERSISTENT_FIRST ((uint32_t)TPM2_HT_PERSISTENT << TPM2_HR_SHIFT)
+#define TRANSIENT_FIRST	 ((uint32_t)TPM2_HT_TRANSIENT << TPM2_HR_SHIFT)
 static struct tpm *fx_open(struct fx *f)
 {
 	struct diag d = { 0 };
@@ -611,7 +613,7 @@ static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
 	read_public_at(r.ctx, TPM_EK_HANDLE_RSA, &held);
 	assert_true(public_equal(&held, &certified));
 	assert_int_equal(count_handles(r.ctx, PERSISTENT_FIRST), persistent + 1);
-	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0); /* transient EK flushed */
+	assert_int_equal(count_handles(r.ctx, TRANSIENT_FIRST), 0); /* transient EK flushed */
 	endorsement_auth(r.ctx, "", "no-createprimary");
 	raw_close(f, &r);
 
@@ -621,7 +623,7 @@ static void ek_is_persisted_at_the_profile_handle_and_reused(void **state)
 	raw_open(f, &r);
 	endorsement_auth(r.ctx, "no-createprimary", "");
 	assert_int_equal(count_handles(r.ctx, PERSISTENT_FIRST), persistent + 1);
-	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+	assert_int_equal(count_handles(r.ctx, TRANSIENT_FIRST), 0);
 	raw_close(f, &r);
 }
 
@@ -667,7 +669,7 @@ static void impostor_at_the_ek_handle_is_left_in_place_and_not_used(void **state
 		raw_open(f, &r);
 		read_public_at(r.ctx, TPM_EK_HANDLE_RSA, &held);
 		assert_true(public_equal(&held, &impostor));
-		assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+		assert_int_equal(count_handles(r.ctx, TRANSIENT_FIRST), 0);
 		raw_close(f, &r);
 	}
 }
@@ -690,7 +692,7 @@ static void activation_works_across_sessions_with_the_persisted_ek(void **state)
 	enroll_and_activate(f, TPM2_ALG_RSA, &certified);
 	raw_open(f, &r);
 	assert_true(has_handle(r.ctx, TPM_EK_HANDLE_RSA));
-	assert_int_equal(count_handles(r.ctx, TPM2_TRANSIENT_FIRST), 0);
+	assert_int_equal(count_handles(r.ctx, TRANSIENT_FIRST), 0);
 	raw_close(f, &r);
 }
 
