@@ -60,11 +60,11 @@ struct dp_cidr {
 
 /* Where a tc filter of ours (our handle and priority) sits in the current network namespace. */
 struct dp_attachment {
+	uint32_t prog_id;
 	int ifindex;
 	char ifname[IF_NAMESIZE];
 	uint8_t direction; /* 0 ingress, 1 egress */
-	uint32_t prog_id;
-	bool current; /* the program pinned under the pin root (not a stale one) */
+	bool current;	   /* the program pinned under the pin root (not a stale one) */
 };
 
 /* Mount a bpffs at path (created if missing) unless one is already there. */

@@ -128,7 +128,7 @@ static json_object *agent_status(void)
 
 	if (strlen(agent_path) >= sizeof(sa.sun_path))
 		return NULL;
-	strcpy(sa.sun_path, agent_path);
+	memcpy(sa.sun_path, agent_path, strlen(agent_path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		if (fd >= 0)

@@ -243,8 +243,8 @@ static int call_once(const struct admin_config *c, const struct admin_request *r
 	return ret;
 }
 
-int admin_call(const struct admin_config *c, const struct admin_request *r, struct admin_result *out,
-	       struct diag *d)
+int admin_call(const struct admin_config *c, const struct admin_request *r,
+	       struct admin_result *out, struct diag *d)
 {
 	const struct admin_request status = { .op = ADMIN_STATUS };
 	bool installs = r->op == ADMIN_INIT || r->op == ADMIN_RECOVER;

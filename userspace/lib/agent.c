@@ -158,7 +158,7 @@ static int status_open(struct agent *a, struct diag *d)
 		diag_set(d, "status socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
-	strcpy(sa.sun_path, path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
 	(void)unlink(path);
 	a->status_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	/* Root only: the status names peers and keys' public halves, nothing secret, but it is

@@ -337,10 +337,11 @@ int mesh_kick(struct mesh *m, struct diag *d)
 int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, struct diag *d)
 {
 	size_t n_new = ps->n_peers, n_keep = 0, n_up = 0, n_gone = 0;
-	const struct peer **keep = calloc(m->n_cur + 1, sizeof(*keep));
-	const struct peer **gone = calloc(m->n_cur + 1, sizeof(*gone));
-	const struct peer **up = calloc(n_new + 1, sizeof(*up));
-	const struct peer **all = calloc(n_new + 1, sizeof(*all));
+	/* Arrays of pointers into the old and new sets. */
+	const struct peer **keep = calloc(m->n_cur + 1, sizeof(void *));
+	const struct peer **gone = calloc(m->n_cur + 1, sizeof(void *));
+	const struct peer **up = calloc(n_new + 1, sizeof(void *));
+	const struct peer **all = calloc(n_new + 1, sizeof(void *));
 	struct peer *next = calloc(n_new + 1, sizeof(*next));
 	struct mesh_stats s = { 0 };
 	int ret = keep && gone && up && all && next ? 0 : -ENOMEM;
