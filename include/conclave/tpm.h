@@ -73,4 +73,9 @@ int tpm_quote(struct tpm *t, const struct tpm_ak *ak, const uint8_t *qdata, size
 	      uint32_t mask, uint8_t **attest, size_t *attest_len, uint8_t **sig, size_t *sig_len,
 	      uint8_t pcrs[24][32], struct diag *d);
 
+/* Parse a TPM2_ActivateCredential response (bytes from the TPM's transport, which a host may
+ * control): *trc the response code; on success *info the credential. -EBADMSG if malformed, -EIO
+ * for a TPM error. Public for its fuzz target. */
+int tpm_activate_response(const uint8_t *rsp, size_t len, TSS2_RC *trc, TPM2B_DIGEST *info);
+
 #endif

@@ -1001,7 +1001,7 @@ static int activate_command(TPM2_HANDLE ak, TPM2_HANDLE ek, TPM2_HANDLE sess,
 
 /* The response: *trc gets the TPM's response code; on success *info the credential. The
  * response sessions are not read (see above: nothing to verify in them). */
-static int activate_response(const uint8_t *rsp, size_t len, TSS2_RC *trc, TPM2B_DIGEST *info)
+int tpm_activate_response(const uint8_t *rsp, size_t len, TSS2_RC *trc, TPM2B_DIGEST *info)
 {
 	TPM2_ST tag = 0;
 	UINT32 size = 0, params = 0;
@@ -1045,7 +1045,7 @@ static int activate_raw(struct tpm *t, TPM2_HANDLE ak, TPM2_HANDLE ek, TPM2_HAND
 			rc = Tss2_Tcti_Receive(t->tcti, &rsp_len, rsp, TSS2_TCTI_TIMEOUT_BLOCK);
 		if (rc != TSS2_RC_SUCCESS)
 			return tss_fail(d, rc, "TPM2_ActivateCredential: TPM transport");
-		ret = activate_response(rsp, rsp_len, &rc, info);
+		ret = tpm_activate_response(rsp, rsp_len, &rc, info);
 		if (ret != -EIO ||
 		    (rc != TPM2_RC_RETRY && rc != TPM2_RC_YIELDED && rc != TPM2_RC_TESTING))
 			break;
