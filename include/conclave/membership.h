@@ -119,6 +119,7 @@ struct member_tpm {
 	size_t ak_name_len;
 	uint32_t reset_count, restart_count;
 	uint64_t clock;
+	char endpoints[MEMBERSHIP_ENDPOINTS_MAX]; /* as registered (a re-attestation keeps them) */
 };
 
 /* The TPM record of an EK, -ENOENT if it never joined. */

@@ -38,4 +38,11 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned i
  * removed again on failure. For files that must never be overwritten, such as keys. */
 int write_file_new(const char *path, const void *data, size_t len, unsigned int mode);
 
+/* CLOCK_MONOTONIC in nanoseconds and milliseconds: deadlines, timers, rate limits. */
+uint64_t mono_ns(void);
+static inline uint64_t mono_ms(void)
+{
+	return mono_ns() / 1000000;
+}
+
 #endif

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -90,14 +91,6 @@ struct agent {
 	/* Backoff. */
 	int backoff_ms;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static const char *state_name(enum state s)
 {
@@ -174,39 +167,32 @@ static int status_open(struct agent *a, struct diag *d)
 	return 0;
 }
 
-static void json_str(FILE *f, const char *key, const char *v, bool comma)
-{
-	fprintf(f, "\"%s\":\"", key);
-	for (const char *p = v; *p; p++)
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if ((unsigned char)*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	fprintf(f, "\"%s", comma ? "," : "");
-}
-
 /* One JSON object: state, identity, mesh. */
 static void status_write(const struct shown *v, int reattest_s, FILE *f)
 {
+	json_object *o = json_object_new_object();
 	char hex[65], key[65];
 
-	fputc('{', f);
-	json_str(f, "state", state_name(v->state), true);
-	json_str(f, "last_error", v->last_error, true);
 	hex_encode(v->cluster_id, 32, hex);
-	json_str(f, "cluster_id", v->joined ? hex : "", true);
 	hex_encode(v->pub, 32, key);
-	json_str(f, "wg_public_key", key, true);
-	fprintf(f, "\"node_id\":%lld,\"generation\":%llu,\"peers\":%zu,",
-		(long long)v->self.node_id, (unsigned long long)v->generation, v->peers);
-	json_str(f, "overlay_v4", v->self.overlay_v4, true);
-	json_str(f, "overlay_v6", v->self.overlay_v6, true);
-	json_str(f, "pod_cidr", v->self.pod_cidr, true);
-	fprintf(f, "\"session\":%s,\"reattest_interval_s\":%d,\"seconds_since_attested\":%lld}\n",
-		v->session ? "true" : "false", reattest_s,
-		v->attested_ms ? (long long)((now_ms() - v->attested_ms) / 1000) : -1LL);
+	json_object_object_add(o, "state", json_object_new_string(state_name(v->state)));
+	json_object_object_add(o, "last_error", json_object_new_string(v->last_error));
+	json_object_object_add(o, "cluster_id", json_object_new_string(v->joined ? hex : ""));
+	json_object_object_add(o, "wg_public_key", json_object_new_string(key));
+	json_object_object_add(o, "node_id", json_object_new_int64(v->self.node_id));
+	json_object_object_add(o, "generation", json_object_new_uint64(v->generation));
+	json_object_object_add(o, "peers", json_object_new_uint64(v->peers));
+	json_object_object_add(o, "overlay_v4", json_object_new_string(v->self.overlay_v4));
+	json_object_object_add(o, "overlay_v6", json_object_new_string(v->self.overlay_v6));
+	json_object_object_add(o, "pod_cidr", json_object_new_string(v->self.pod_cidr));
+	json_object_object_add(o, "session", json_object_new_boolean(v->session));
+	json_object_object_add(o, "reattest_interval_s", json_object_new_int(reattest_s));
+	json_object_object_add(
+	    o, "seconds_since_attested",
+	    json_object_new_int64(v->attested_ms ? (int64_t)((mono_ms() - v->attested_ms) / 1000)
+						 : -1));
+	fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
 }
 
 static void *status_main(void *arg)
@@ -467,7 +453,7 @@ static int join(struct agent *a, struct diag *d)
 		return ret;
 	}
 	a->joined_once = true;
-	a->last_attested_ms = a->joined_ms = a->attested_ok_ms = now_ms();
+	a->last_attested_ms = a->joined_ms = a->attested_ok_ms = mono_ms();
 	a->backoff_ms = AGENT_BACKOFF_MIN_MS;
 	publish(a);
 	return 0;
@@ -496,7 +482,7 @@ static int reattest(struct agent *a, struct diag *d)
 		ret = joinclient_reattest(a->sess, &a->jc, a->next_pub, d);
 	if (ret == 0)
 		a->last_attested_ms =
-		    now_ms() - jitter_ms(a); /* the next one about an interval on */
+		    mono_ms() - jitter_ms(a); /* the next one about an interval on */
 	return ret;
 }
 
@@ -519,7 +505,7 @@ static int rotate(struct agent *a, struct diag *d)
 	a->priv = a->next_priv;
 	a->next_priv = NULL;
 	memcpy(a->pub, a->next_pub, 32);
-	a->attested_ok_ms = now_ms();
+	a->attested_ok_ms = mono_ms();
 	publish(a);
 	log_info("agent: re-attested; WireGuard key rotated");
 	return 0;
@@ -552,10 +538,10 @@ static void poll_once(struct agent *a, int timeout_ms)
 /* Sleep ms, unless stopped. */
 static void wait_ms(struct agent *a, int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
+	uint64_t end = mono_ms() + (uint64_t)ms;
 
-	while (!*a->c->stop && now_ms() < end) {
-		uint64_t left = end - now_ms();
+	while (!*a->c->stop && mono_ms() < end) {
+		uint64_t left = end - mono_ms();
 
 		poll_once(a, left > 200 ? 200 : (int)left);
 	}
@@ -584,12 +570,12 @@ static void run_session(struct agent *a)
 		ret = drain(a, &d);
 		if (ret < 0)
 			break;
-		if (a->c->reattest_s > 0 && now_ms() >= due) {
+		if (a->c->reattest_s > 0 && mono_ms() >= due) {
 			ret = reattest(a, &d);
 			continue;
 		}
-		if (a->c->reattest_s > 0 && due - now_ms() < (uint64_t)timeout)
-			timeout = (int)(due - now_ms());
+		if (a->c->reattest_s > 0 && due - mono_ms() < (uint64_t)timeout)
+			timeout = (int)(due - mono_ms());
 		poll_once(a, timeout);
 	}
 	if (*a->c->stop)

@@ -12,6 +12,7 @@
 
 #include "conclave/hub.h"
 #include "conclave/log.h"
+#include "conclave/util.h"
 #include "conclave/peerset.h"
 
 #define HUB_POLL_MS 1000
@@ -50,14 +51,6 @@ struct hub {
 	size_t n_held;
 	struct pollfd *pfds;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static void release(struct held *e)
 {
@@ -110,7 +103,7 @@ static int send_update(struct hub *h, struct held *e, uint64_t gen, const uint8_
 	ret = atls_send(e->s, &m, &d);
 	if (ret == 0) {
 		e->gen = gen;
-		e->last_send_ms = now_ms();
+		e->last_send_ms = mono_ms();
 	} else {
 		log_info("hub: node %lld: %s", (long long)e->node_id, d.msg);
 	}
@@ -254,7 +247,7 @@ static bool push(struct hub *h)
 
 static void heartbeats(struct hub *h)
 {
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 
 	for (size_t i = h->n_held; i-- > 0;)
 		if (now - h->held[i].last_send_ms >= (uint64_t)h->cfg.heartbeat_ms &&
@@ -277,7 +270,7 @@ static void readable(struct hub *h, size_t i)
 	ret = h->cfg.on_message ? h->cfg.on_message(h->cfg.arg, e->s, e->node_id, &m) : -EPROTO;
 	wire_msg_free(&m);
 	if (ret == 1)
-		e->attested_ms = now_ms();
+		e->attested_ms = mono_ms();
 	if (ret < 0)
 		drop(h, i, h->cfg.on_message ? "re-attestation refused" : "unexpected message");
 }
@@ -285,7 +278,7 @@ static void readable(struct hub *h, size_t i)
 /* Nodes that did not re-attest in time. */
 static void deadlines(struct hub *h)
 {
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 
 	if (h->cfg.reattest_ms <= 0)
 		return;
@@ -380,7 +373,7 @@ void hub_notify(struct hub *h)
 
 void hub_add(struct hub *h, struct atls_session *s, int fd, int64_t node_id, uint64_t gen)
 {
-	struct held e = { s, fd, node_id, gen, now_ms(), now_ms() };
+	struct held e = { s, fd, node_id, gen, mono_ms(), mono_ms() };
 	bool taken = false;
 
 	atls_set_timeout(s, HUB_SEND_TIMEOUT_MS);

@@ -259,30 +259,6 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 	return 1;
 }
 
-/* The endpoints a member registered (a re-attestation does not repeat them). */
-static int endpoints_of(struct joind *j, int64_t node_id, char *out, size_t cap, struct diag *d)
-{
-	struct member_info *m = NULL;
-	size_t n = 0;
-	int ret;
-
-	pthread_mutex_lock(&j->store_lock);
-	ret = membership_members(j->store, &m, &n, d);
-	pthread_mutex_unlock(&j->store_lock);
-	for (size_t i = 0; ret == 0 && i < n; i++)
-		if (m[i].peer.node_id == node_id && m[i].active) {
-			snprintf(out, cap, "%s", m[i].peer.endpoints);
-			free(m);
-			return 0;
-		}
-	free(m);
-	if (ret == 0) {
-		diag_set(d, "node %lld is not an active member", (long long)node_id);
-		ret = -EPERM;
-	}
-	return ret;
-}
-
 static void revoke_for(struct joind *j, int64_t node_id, const char *why)
 {
 	struct diag d = { { 0 } };
@@ -300,9 +276,10 @@ static void revoke_for(struct joind *j, int64_t node_id, const char *why)
 }
 
 /* Only a known, active member of exactly this node id may re-attest on its session: checked on
- * the evidence's EK before any verification, so no challenge round runs on the hub thread. */
+ * the evidence's EK before any verification, so no challenge round runs on the hub thread.
+ * endpoints gets what it registered (a re-attestation does not repeat them). */
 static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t node_id,
-			     struct diag *d)
+			     char endpoints[MEMBERSHIP_ENDPOINTS_MAX], struct diag *d)
 {
 	struct evidence ev;
 	struct member_tpm t;
@@ -319,6 +296,8 @@ static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t 
 		diag_set(d, "evidence of another node than the session's");
 		ret = -EPERM;
 	}
+	if (ret == 0)
+		memcpy(endpoints, t.endpoints, MEMBERSHIP_ENDPOINTS_MAX);
 	return ret;
 }
 
@@ -343,9 +322,7 @@ static int reattest(void *arg, struct atls_session *s, int64_t node_id, struct w
 			 wire_type_name(m->type));
 		return -EPROTO;
 	}
-	ret = reattest_identity(j, m, node_id, &d);
-	if (ret == 0)
-		ret = endpoints_of(j, node_id, endpoints, sizeof(endpoints), &d);
+	ret = reattest_identity(j, m, node_id, endpoints, &d);
 	if (ret < 0) {
 		atls_send_error(s, WIRE_REFUSED, d.msg);
 		log_warn("joind: re-attestation of node %lld refused: %s", (long long)node_id,
@@ -668,14 +645,6 @@ static void stop_pool(struct joind *j)
 		pthread_join(j->threads[i], NULL);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* SIGHUP: the policy file may hold new signed measurements. */
 static void maybe_reload(struct joind *j)
 {
@@ -707,7 +676,7 @@ static void accept_loop(struct joind *j, int lfd)
 				log_warn("joind: accept: %s", strerror(errno));
 			continue;
 		}
-		if (!ratelimit_allow(j->rl, (struct sockaddr *)&ss, sl, now_ns())) {
+		if (!ratelimit_allow(j->rl, (struct sockaddr *)&ss, sl, mono_ns())) {
 			/* One line per 100 refusals: a flood must not flood the log too. */
 			if (limited++ % 100 == 0)
 				log_warn("joind: connection rate limit hit (%llu refused so far)",

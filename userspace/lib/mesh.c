@@ -95,38 +95,30 @@ int mesh_parse_endpoint(const char *endpoints, unsigned int index, struct sockad
 	return -EINVAL;
 }
 
-static int add_allowed(const char *text, int family, uint8_t bits, struct wg_allowed_ip *out,
-		       size_t cap, size_t *n)
+/* One allowed IP from a peer's address ("10.100.0.2": bits is its prefix) or CIDR. */
+static int add_allowed(const char *text, unsigned int bits, struct wg_allowed_ip *out, size_t cap,
+		       size_t *n)
 {
-	char addr[INET6_ADDRSTRLEN + 4];
-	const char *slash;
-	unsigned long prefix = bits;
-	struct wg_allowed_ip *a;
+	char cidr[INET6_ADDRSTRLEN + 8];
+	struct dp_cidr c;
+	unsigned int max;
 
 	if (!text[0])
 		return 0;
 	if (*n == cap)
 		return -E2BIG;
-	a = &out[*n];
-	memset(a, 0, sizeof(*a));
-	snprintf(addr, sizeof(addr), "%s", text);
-	slash = strchr(text, '/');
-	if (slash) {
-		char *end;
-
-		addr[slash - text] = '\0';
-		prefix = strtoul(slash + 1, &end, 10);
-		if (*end || end == slash + 1)
-			return -EINVAL;
-	}
-	family = strchr(addr, ':') ? AF_INET6 : family;
-	if (inet_pton(family, addr, a->addr) != 1 || prefix > (family == AF_INET ? 32u : 128u))
+	if (strchr(text, '/'))
+		snprintf(cidr, sizeof(cidr), "%s", text);
+	else
+		snprintf(cidr, sizeof(cidr), "%s/%u", text, bits);
+	if (dp_cidr_parse(cidr, 0, &c) < 0)
 		return -EINVAL;
-	a->family = family;
-	a->cidr = (uint8_t)prefix;
+	max = c.family == AF_INET ? 32 : 128;
 	/* WireGuard wants networks: clear host bits rather than refuse a whole update. */
-	for (unsigned int bit = a->cidr; bit < (family == AF_INET ? 32u : 128u); bit++)
-		a->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	for (unsigned int bit = c.prefixlen; bit < max; bit++)
+		c.addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	out[*n] = (struct wg_allowed_ip){ .family = c.family, .cidr = c.prefixlen };
+	memcpy(out[*n].addr, c.addr, sizeof(out[*n].addr));
 	(*n)++;
 	return 0;
 }
@@ -136,11 +128,11 @@ int mesh_allowed_ips(const struct peer *p, struct wg_allowed_ip *out, size_t cap
 	int ret;
 
 	*n = 0;
-	ret = add_allowed(p->overlay_v4, AF_INET, 32, out, cap, n);
+	ret = add_allowed(p->overlay_v4, 32, out, cap, n);
 	if (ret == 0)
-		ret = add_allowed(p->overlay_v6, AF_INET6, 128, out, cap, n);
+		ret = add_allowed(p->overlay_v6, 128, out, cap, n);
 	if (ret == 0)
-		ret = add_allowed(p->pod_cidr, AF_INET, 32, out, cap, n);
+		ret = add_allowed(p->pod_cidr, 32, out, cap, n);
 	return ret;
 }
 
