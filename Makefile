@@ -3,7 +3,7 @@ BUILD ?= build
 CC ?= cc
 CLANG ?= clang
 
-PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c sqlite3 libssl libmnl libkmod
+PKGS := tss2-esys tss2-mu tss2-tctildr tss2-rc libcrypto json-c sqlite3 libssl libmnl libkmod libcryptsetup
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

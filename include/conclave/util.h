@@ -38,6 +38,10 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned i
  * removed again on failure. For files that must never be overwritten, such as keys. */
 int write_file_new(const char *path, const void *data, size_t len, unsigned int mode);
 
+/* mkdir -p: missing parents 0755, path itself mode; an existing directory is fine. 0 or
+ * -errno. */
+int mkdir_p(const char *path, unsigned int mode);
+
 /* CLOCK_MONOTONIC in nanoseconds and milliseconds: deadlines, timers, rate limits. */
 uint64_t mono_ns(void);
 static inline uint64_t mono_ms(void)
