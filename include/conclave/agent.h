@@ -47,7 +47,12 @@ struct agent_config {
 	/* Our TPM and what we quote (the PCR mask must cover AGENT_CLUSTER_PCR). */
 	struct attest_opts attest;
 	bool extend_pcr;
-	/* This node. */
+	/* This node. Its state disk (disk.h): formatted or opened with the key the join service
+	 * sends, mounted at state_dir; on the control plane the join service opens it and the
+	 * agent binds its UUID once it is open. Without a state disk (hosts without
+	 * device-mapper), disk_uuid is bound instead and the key is not used. */
+	const char *state_disk; /* block device, or NULL */
+	const char *state_dir;	/* NULL: DISK_DEFAULT_MOUNT */
 	uint8_t disk_uuid[16];
 	const char *endpoint; /* "ip:port" peers reach our WireGuard at */
 	const char *node_name;

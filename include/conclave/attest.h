@@ -50,6 +50,10 @@ int attest_produce(const struct attest_opts *o, uint8_t **out, size_t *len, stru
 int attest_ctx_new(const struct attest_opts *o, struct attest_ctx **out, struct diag *d);
 void attest_ctx_free(struct attest_ctx *c);
 
+/* This node's hardware identity: SHA-256 of its TPM's EK certificate (evidence_node_id), read
+ * from the TPM at tcti. */
+int attest_node_id(const char *tcti, uint8_t id[32], struct diag *d);
+
 /* On the verifier: check the EK chain and the AK template of ev, then wrap a fresh random
  * credential for (EK, AK name). *cred (the secret in locked memory, and the AK it is for) is
  * what the node must prove it opened; *out is the encoded challenge for the node. */

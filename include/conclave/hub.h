@@ -19,7 +19,9 @@
 #define HUB_SEND_TIMEOUT_MS	 500
 
 struct hub_config {
-	struct membership *store;    /* shared with the workers ... */
+	/* The store, shared with the workers under store_lock; a pointer to the owner's pointer,
+	 * which a control plane with a state disk sets only at init or recover. */
+	struct membership *const *store;
 	pthread_mutex_t *store_lock; /* ... under this lock */
 	unsigned int max_sessions;   /* 0 = HUB_DEFAULT_MAX_SESSIONS */
 	int heartbeat_ms;	     /* an empty PEER_UPDATE after this much silence; 0 = default */

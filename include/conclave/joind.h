@@ -40,6 +40,11 @@ struct joind_config {
 	const char *operator_key;
 	/* State. */
 	const char *db_path; /* membership store */
+	/* The control plane's state disk (disk.h): with it, the store at db_path (which must lie
+	 * under state_dir) opens only once init or recover brought the master secret, which the
+	 * disk's key derives from. NULL: the store opens at start (hosts without device-mapper). */
+	const char *state_disk;
+	const char *state_dir; /* NULL: DISK_DEFAULT_MOUNT */
 	/* Recovery file with the master secret, for a control plane that unseals it from its own
 	 * encrypted disk; NULL = wait for `conclavectl init` or `recover`. */
 	const char *recovery;

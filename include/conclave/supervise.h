@@ -17,6 +17,8 @@
 #define NODE_EK_ROOTS	      NODE_TRUST_DIR "/ek-roots.pem"
 #define NODE_OPERATOR_KEY     NODE_TRUST_DIR "/operator-key.pub"
 #define NODE_RUN_DIR	      "/run/conclave"
+#define NODE_STATE_DIR	      "/var/lib/conclave" /* the state disk, mounted (DISK_DEFAULT_MOUNT) */
+#define NODE_JOIND_DB	      NODE_STATE_DIR "/joind/members.db"
 #define NODE_OVERLAY_V4	      "10.100.0.0/16"
 #define NODE_OVERLAY_V6	      "fd00:100::/64"
 #define NODE_POD_POOL	      "10.244.0.0/16"
@@ -26,13 +28,12 @@
 #define FW_JOIN	      "opt/conclave/join"	/* "10.88.0.10:7443": cluster mode */
 #define FW_ROLE	      "opt/conclave/role"	/* "control-plane" or "worker" */
 #define FW_POLICY     "opt/conclave/policy"	/* signed policy of this image */
-#define FW_DISK_UUID  "opt/conclave/disk-uuid"	/* 32 hex digits */
 #define FW_REATTEST_S "opt/conclave/reattest-s" /* optional */
 
 struct node_config {
 	char join[64]; /* HOST:PORT */
 	bool control_plane;
-	char disk_uuid[33]; /* hex */
+	char state_disk[64]; /* the block device with serial DISK_SERIAL */
 	char underlay_if[16];
 	char underlay_ip[48];
 	char reattest_s[12]; /* "" = the agent's default */

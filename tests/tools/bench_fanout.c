@@ -750,7 +750,7 @@ int main(int argc, char **argv)
 	if (admit_all(store, n_agents, &gen) < 0 || build_views(store, &gen) < 0)
 		goto out;
 	{
-		struct hub_config hc = { .store = store, .store_lock = &store_lock };
+		struct hub_config hc = { .store = &store, .store_lock = &store_lock };
 
 		if (hub_start(&hc, &hub, &d) < 0 || atls_ctx_new(true, &sctx, &d) < 0 ||
 		    atls_ctx_new(false, &cctx, &d) < 0) {

@@ -5,6 +5,7 @@
  *   disk_tool unlock DEV KEY_HEX CLUSTER_HEX NODE_HEX [MOUNT]
  *   disk_tool close [MOUNT]
  *   disk_tool serial SERIAL                          prints /dev/NAME
+ *   disk_tool active                                  prints the open disk's UUID, or exits 1
  *
  * The key comes on the command line: test keys only, never a real node's. */
 #include <errno.h>
@@ -38,6 +39,15 @@ int main(int argc, char **argv)
 		if (ret == 0)
 			puts(dev);
 		return ret == 0 ? 0 : 1;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "active")) {
+		ret = disk_active(&c, node, &d);
+		if (ret < 0)
+			fprintf(stderr, "disk_tool: %s\n", d.msg);
+		hex_encode(node, 16, hex);
+		if (ret == 1)
+			puts(hex);
+		return ret != 1;
 	}
 	if (argc >= 2 && !strcmp(argv[1], "close")) {
 		c.mountpoint = argc >= 3 ? argv[2] : NULL;

@@ -11,6 +11,7 @@
 
 #include "conclave/agent.h"
 #include "conclave/atls.h"
+#include "conclave/disk.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
 #include "conclave/net.h"
@@ -50,7 +51,12 @@ static void usage(FILE *f)
 	    "  --ak-per-boot           the AK record lives in memory: replace an unrecorded\n"
 	    "                          AK of a previous boot (nodes without a state disk)\n"
 	    "This node:\n"
-	    "  --disk-uuid HEX         the state disk's UUID, 32 hex digits (required)\n"
+	    "  --state-disk DEV        the state disk: formatted or opened with the key the join\n"
+	    "                          service sends, mounted at --state-dir (docs/disk.md);\n"
+	    "                          serial:NAME finds it by its virtio serial\n"
+	    "  --state-dir DIR         where it is mounted (default %s)\n"
+	    "  --disk-uuid HEX         without a state disk (hosts without device-mapper): the\n"
+	    "                          UUID to bind, 32 hex digits; the disk key is not used\n"
 	    "  --endpoint IP:PORT      where peers reach our WireGuard (required)\n"
 	    "  --name NAME             node name\n"
 	    "The mesh:\n"
@@ -67,7 +73,8 @@ static void usage(FILE *f)
 	    "                          (default %d)\n"
 	    "  --status PATH           status socket (default %s; '-' = none)\n"
 	    "  -v, --verbose           log every state change and peer-set change\n",
-	    ATLS_DEFAULT_TIMEOUT_MS, DEFAULT_EVENTLOG, NODE_QUOTE_PCRS, AGENT_DEFAULT_WG_IFNAME,
+	    ATLS_DEFAULT_TIMEOUT_MS, DEFAULT_EVENTLOG, NODE_QUOTE_PCRS, DISK_DEFAULT_MOUNT,
+	    AGENT_DEFAULT_WG_IFNAME,
 	    AGENT_DEFAULT_WG_PORT, AGENT_DEFAULT_KEEPALIVE_S, AGENT_DEFAULT_REATTEST_S,
 	    AGENT_DEFAULT_STATUS_PATH);
 }
@@ -88,6 +95,8 @@ enum opt {
 	O_NO_PCR_EXTEND,
 	O_AK_PER_BOOT,
 	O_DISK_UUID,
+	O_STATE_DISK,
+	O_STATE_DIR,
 	O_ENDPOINT,
 	O_NAME,
 	O_WG_IF,
@@ -120,6 +129,8 @@ static const struct option options[] = {
 	{ "no-pcr-extend", no_argument, NULL, O_NO_PCR_EXTEND },
 	{ "ak-per-boot", no_argument, NULL, O_AK_PER_BOOT },
 	{ "disk-uuid", required_argument, NULL, O_DISK_UUID },
+	{ "state-disk", required_argument, NULL, O_STATE_DISK },
+	{ "state-dir", required_argument, NULL, O_STATE_DIR },
 	{ "endpoint", required_argument, NULL, O_ENDPOINT },
 	{ "name", required_argument, NULL, O_NAME },
 	{ "wg-if", required_argument, NULL, O_WG_IF },
@@ -144,6 +155,7 @@ struct inputs {
 	const char *cp_policy, *policy_key, *ek_roots;
 	uint8_t cluster[32];
 	bool has_cluster, has_uuid;
+	char disk_dev[64];
 };
 
 static int number(const char *s, unsigned long max, int base, unsigned long *out)
@@ -185,6 +197,18 @@ static int set_option(struct agent_config *c, struct inputs *in, int opt, const 
 	case O_DISK_UUID:
 		in->has_uuid = true;
 		return hex_exact(arg, c->disk_uuid, sizeof(c->disk_uuid));
+	case O_STATE_DISK:
+		if (strncmp(arg, "serial:", 7) != 0) {
+			c->state_disk = arg;
+			return 0;
+		}
+		if (disk_find_by_serial(arg + 7, in->disk_dev, sizeof(in->disk_dev)) < 0) {
+			fprintf(stderr, "conclave-agent: no block device has serial %s\n", arg + 7);
+			return -ENOENT;
+		}
+		c->state_disk = in->disk_dev;
+		return 0;
+	case O_STATE_DIR: c->state_dir = arg; return 0;
 	case O_ENDPOINT: c->endpoint = arg; return 0;
 	case O_NAME: c->node_name = arg; return 0;
 	case O_WG_IF: c->wg_ifname = arg; return 0;
@@ -274,9 +298,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || !in.join_host[0] || !in.cp_policy || !in.policy_key || !in.ek_roots ||
-	    !c.attest.ak_state || !in.has_uuid || !c.endpoint) {
+	    !c.attest.ak_state || in.has_uuid == !!c.state_disk || !c.endpoint) {
 		fprintf(stderr, "conclave-agent: --join, --cp-policy, --policy-key, --ek-roots, "
-				"--ak-state, --disk-uuid and --endpoint are required\n");
+				"--ak-state, --endpoint and one of --state-disk or --disk-uuid are "
+				"required\n");
 		return 2;
 	}
 	if (!(c.attest.pcr_mask & 1u << AGENT_CLUSTER_PCR)) {

@@ -163,6 +163,7 @@ static void print_agent_text(json_object *a)
 	       jstr(a, "pod_cidr"));
 	printf("attested:  %s s ago (every %s s)\n", jstr(a, "seconds_since_attested"),
 	       jstr(a, "reattest_interval_s"));
+	printf("disk:      %s\n", jstr(a, "state_disk"));
 	if (jstr(a, "last_error")[0])
 		printf("last error: %s\n", jstr(a, "last_error"));
 }

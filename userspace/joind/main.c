@@ -10,12 +10,14 @@
 #include <sys/resource.h>
 
 #include "conclave/atls.h"
+#include "conclave/disk.h"
 #include "conclave/hub.h"
 #include "conclave/joind.h"
 #include "conclave/log.h"
 #include "conclave/verify.h"
 
 static volatile sig_atomic_t stop, reload;
+static char disk_dev[64]; /* --state-disk serial:NAME, resolved */
 
 static void on_signal(int sig)
 {
@@ -66,6 +68,11 @@ static void usage(FILE *f)
 	    "                       revoke and policy updates need (without: refused)\n"
 	    "State:\n"
 	    "  --db FILE            membership store (SQLite; created if missing; required)\n"
+	    "  --state-disk DEV     the control plane's state disk (docs/disk.md): the store\n"
+	    "                       lives on it, opened at init or recover; serial:NAME finds\n"
+	    "                       it by its virtio serial\n"
+	    "  --state-dir DIR      where it is mounted (default " DISK_DEFAULT_MOUNT "); --db\n"
+	    "                       must lie under it\n"
 	    "  --recovery FILE      recovery file holding the master secret (default: none;\n"
 	    "                       wait for conclavectl init or recover)\n"
 	    "  --overlay-v4 CIDR    node overlay IPv4 range (default 10.100.0.0/16)\n"
@@ -105,6 +112,8 @@ enum opt {
 	O_POLICY_KEY,
 	O_CA,
 	O_DB,
+	O_STATE_DISK,
+	O_STATE_DIR,
 	O_RECOVERY,
 	O_OVERLAY_V4,
 	O_OVERLAY_V6,
@@ -135,6 +144,8 @@ static const struct option options[] = {
 	{ "policy-key", required_argument, NULL, O_POLICY_KEY },
 	{ "ca", required_argument, NULL, O_CA },
 	{ "db", required_argument, NULL, O_DB },
+	{ "state-disk", required_argument, NULL, O_STATE_DISK },
+	{ "state-dir", required_argument, NULL, O_STATE_DIR },
 	{ "recovery", required_argument, NULL, O_RECOVERY },
 	{ "overlay-v4", required_argument, NULL, O_OVERLAY_V4 },
 	{ "overlay-v6", required_argument, NULL, O_OVERLAY_V6 },
@@ -169,6 +180,18 @@ static int set_option(struct joind_config *c, int opt, const char *arg)
 	case O_POLICY_KEY: c->policy_key = arg; return 0;
 	case O_CA: c->ca_bundle = arg; return 0;
 	case O_DB: c->db_path = arg; return 0;
+	case O_STATE_DISK:
+		if (strncmp(arg, "serial:", 7) != 0) {
+			c->state_disk = arg;
+			return 0;
+		}
+		if (disk_find_by_serial(arg + 7, disk_dev, sizeof(disk_dev)) < 0) {
+			fprintf(stderr, "conclave-joind: no block device has serial %s\n", arg + 7);
+			return -ENOENT;
+		}
+		c->state_disk = disk_dev;
+		return 0;
+	case O_STATE_DIR: c->state_dir = arg; return 0;
 	case O_RECOVERY: c->recovery = arg; return 0;
 	case O_OVERLAY_V4: c->ranges.overlay_v4 = arg; return 0;
 	case O_OVERLAY_V6: c->ranges.overlay_v6 = arg; return 0;

@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 
 #include "conclave/agent.h"
 #include "conclave/datapath.h"
+#include "conclave/disk.h"
 #include "conclave/features.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
@@ -58,6 +60,7 @@ struct shown {
 	uint64_t generation, attested_ms;
 	size_t peers;
 	bool session;
+	char disk[160];
 };
 
 struct agent {
@@ -90,6 +93,12 @@ struct agent {
 	atomic_bool stopping;
 	/* Backoff. */
 	int backoff_ms;
+	/* The state disk: what it is (probed before each join until it is open), our identity. */
+	struct disk_config disk;
+	struct disk_probe probe;
+	uint8_t node_id[32];
+	bool disk_open;
+	char disk_status[160];
 };
 
 static const char *state_name(enum state s)
@@ -112,6 +121,7 @@ static void publish(struct agent *a)
 	a->shown.attested_ms = a->attested_ok_ms;
 	a->shown.peers = a->mesh ? mesh_peer_count(a->mesh) : 0;
 	a->shown.session = a->sess != NULL;
+	memcpy(a->shown.disk, a->disk_status, sizeof(a->shown.disk));
 	pthread_mutex_unlock(&a->shown_lock);
 }
 
@@ -186,6 +196,7 @@ static void status_write(const struct shown *v, int reattest_s, FILE *f)
 	json_object_object_add(o, "overlay_v6", json_object_new_string(v->self.overlay_v6));
 	json_object_object_add(o, "pod_cidr", json_object_new_string(v->self.pod_cidr));
 	json_object_object_add(o, "session", json_object_new_boolean(v->session));
+	json_object_object_add(o, "state_disk", json_object_new_string(v->disk));
 	json_object_object_add(o, "reattest_interval_s", json_object_new_int(reattest_s));
 	json_object_object_add(
 	    o, "seconds_since_attested",
@@ -411,6 +422,75 @@ static int record_cluster(struct agent *a, struct diag *d)
 	return ret;
 }
 
+/* ---- the state disk ------------------------------------------------------------------------ */
+
+static void disk_status(struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void disk_status(struct agent *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->disk_status, sizeof(a->disk_status), fmt, ap);
+	va_end(ap);
+	publish(a);
+}
+
+/* Before a join: which disk UUID to bind into the quote. Already open (an agent restart, or
+ * on the control plane the join service's doing): its UUID. Otherwise the header, checked:
+ * a disk of another node, another cluster or a tampered header stays closed (-EACCES: refused,
+ * retried slowly). The control plane's agent waits for the join service to open it. */
+static int disk_prepare(struct agent *a, struct diag *d)
+{
+	int ret;
+
+	if (!a->c->state_disk || a->disk_open)
+		return 0;
+	ret = disk_active(&a->disk, a->probe.uuid, d);
+	if (ret == 1) {
+		a->probe.state = DISK_READY;
+		return 0;
+	}
+	if (ret == 0 && a->c->control_plane) {
+		diag_set(d, "waiting for the join service to open the state disk");
+		disk_status(a, "closed: %s", d->msg);
+		return -EAGAIN;
+	}
+	if (ret == 0)
+		ret = disk_probe(&a->disk, &a->probe, d);
+	if (ret < 0) {
+		diag_prefix(d, "state disk");
+		disk_status(a, "closed: %s", d->msg);
+		return ret == -EAGAIN || ret == -EIO ? ret : -EACCES;
+	}
+	return 0;
+}
+
+/* After the join service sent the disk key: format or open, mount; the key is wiped here. */
+static int disk_open(struct agent *a, struct diag *d)
+{
+	static const char *const what[] = { "formatted", "formatted", "opened" };
+	char uuid[33];
+	int ret;
+
+	if (!a->c->state_disk || a->disk_open)
+		return 0;
+	a->disk.cluster_id = a->info.cluster_id;
+	ret = disk_unlock(&a->disk, &a->probe, a->info.disk_key, d);
+	secret_free(a->info.disk_key);
+	a->info.disk_key = NULL;
+	hex_encode(a->probe.uuid, 16, uuid);
+	if (ret < 0) {
+		diag_prefix(d, "state disk");
+		disk_status(a, "closed: %s", d->msg);
+		return -EACCES;
+	}
+	a->disk_open = true;
+	disk_status(a, "open: %s at %s (UUID %s)", a->c->state_disk,
+		    a->c->state_dir ? a->c->state_dir : DISK_DEFAULT_MOUNT, uuid);
+	log_info("agent: state disk %s %s", uuid, what[a->probe.state]);
+	return 0;
+}
+
 /* ---- the session ------------------------------------------------------------------------- */
 
 static void drop_session(struct agent *a)
@@ -440,10 +520,18 @@ static int join(struct agent *a, struct diag *d)
 
 	join_info_clear(&a->info);
 	a->jc.wg_pubkey = a->pub;
-	ret = joinclient_subscribe(&a->jc, &a->info, &a->sess, d);
+	ret = disk_prepare(a, d);
 	if (ret < 0)
 		return ret;
+	ret = joinclient_subscribe(&a->jc, &a->info, &a->sess, d);
+	if (ret < 0) {
+		if (a->c->state_disk && !a->disk_open)
+			disk_status(a, "closed: no key without a join: %s", d->msg);
+		return ret;
+	}
 	ret = record_cluster(a, d);
+	if (ret == 0)
+		ret = disk_open(a, d);
 	if (ret == 0)
 		ret = wireguard_address(a, d);
 	if (ret == 0)
@@ -598,6 +686,15 @@ static int setup(struct agent *a, struct diag *d)
 		return ret;
 	set_state(a, ST_KEYS, NULL);
 	ret = new_keys(a, &a->priv, a->pub, d);
+	if (ret == 0 && c->state_disk) {
+		a->disk = (struct disk_config){ .dev = c->state_disk,
+						.mountpoint = c->state_dir,
+						.node_id = a->node_id };
+		ret = attest_node_id(c->attest.tcti, a->node_id, d);
+		disk_status(a, "closed: not joined yet");
+	} else if (ret == 0) {
+		disk_status(a, "none");
+	}
 	if (ret < 0)
 		return ret;
 	set_state(a, ST_MESH_SETUP, NULL);
@@ -623,7 +720,7 @@ static void config_join(struct agent *a)
 		.cp_policy = c->cp_policy,
 		.cp_ca = c->cp_ca,
 		.attest = c->attest,
-		.disk_uuid = c->disk_uuid,
+		.disk_uuid = c->state_disk ? a->probe.uuid : c->disk_uuid,
 		.endpoints = { c->endpoint },
 		.n_endpoints = 1,
 		.node_name = c->node_name,

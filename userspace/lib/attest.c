@@ -6,6 +6,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <tss2_mu.h>
 
 #include "conclave/attest.h"
@@ -148,6 +149,25 @@ static int prover_open(struct prover *p, const struct attest_opts *cfg, struct d
 		ret = load_chain(cfg->ek_chain, &p->chain, d);
 	if (ret < 0)
 		prover_close(p);
+	return ret;
+}
+
+int attest_node_id(const char *tcti, uint8_t id[32], struct diag *d)
+{
+	struct tpm *t = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	uint16_t alg;
+	int ret = tpm_open(tcti, &t, d);
+
+	if (ret == 0)
+		ret = tpm_read_ek_cert(t, &der, &len, &alg, d);
+	if (ret == 0 && !SHA256(der, len, id)) {
+		diag_set(d, "SHA-256 failed in OpenSSL");
+		ret = -EIO;
+	}
+	free(der);
+	tpm_close(t);
 	return ret;
 }
 

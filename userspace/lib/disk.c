@@ -176,6 +176,14 @@ static int parse_uuid_text(const char *text, uint8_t uuid[16])
 	return hex_decode(hex, uuid, 16, &len) == 0 && len == 16 ? 0 : -EINVAL;
 }
 
+/* Active, whether in use (CRYPT_BUSY: mounted) or not. */
+static bool mapping_active(const char *name)
+{
+	crypt_status_info st = crypt_status(NULL, name);
+
+	return st == CRYPT_ACTIVE || st == CRYPT_BUSY;
+}
+
 int disk_active(const struct disk_config *c, uint8_t uuid[16], struct diag *d)
 {
 	struct crypt_device *cd = NULL;
@@ -183,7 +191,7 @@ int disk_active(const struct disk_config *c, uint8_t uuid[16], struct diag *d)
 	int ret;
 
 	crypt_setup_once();
-	if (crypt_status(NULL, name_of(c)) != CRYPT_ACTIVE)
+	if (!mapping_active(name_of(c)))
 		return 0;
 	ret = crypt_init_by_name(&cd, name_of(c));
 	if (ret < 0)
@@ -490,7 +498,7 @@ int disk_close(const struct disk_config *c, struct diag *d)
 		diag_set(d, "cannot unmount %s: %s", mount_of(c), strerror(errno));
 		return -errno;
 	}
-	if (crypt_status(NULL, name_of(c)) != CRYPT_ACTIVE)
+	if (!mapping_active(name_of(c)))
 		return 0;
 	ret = crypt_init_by_name(&cd, name_of(c));
 	if (ret == 0)

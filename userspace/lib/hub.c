@@ -148,14 +148,14 @@ static int collect(struct hub *h, struct change **out, size_t *n_out, struct pee
 			continue;
 		x = &c[n++];
 		x->from = h->held[i].gen;
-		ret = membership_deltas_since(h->cfg.store, x->from, &x->to, &x->deltas, &x->n, &d);
+		ret = membership_deltas_since(*h->cfg.store, x->from, &x->to, &x->deltas, &x->n, &d);
 		if (ret == -ESTALE) {
 			x->stale = need_snapshot = true;
 			ret = 0;
 		}
 	}
 	if (ret == 0 && need_snapshot)
-		ret = membership_snapshot(h->cfg.store, snap_gen, snap, n_snap, &d);
+		ret = membership_snapshot(*h->cfg.store, snap_gen, snap, n_snap, &d);
 	pthread_mutex_unlock(h->cfg.store_lock);
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		if (!c[i].stale && c[i].to > c[i].from)

@@ -565,8 +565,11 @@ static int load(struct joind *j, struct diag *d)
 	}
 	if (ret == 0)
 		ret = ca_store_load(c->ca_bundle, &j->ca, d);
-	if (ret == 0)
+	/* With a state disk the store opens at init or recover, and the disk is ours by EK. */
+	if (ret == 0 && !c->state_disk)
 		ret = membership_open(c->db_path, &c->ranges, &j->store, d);
+	if (ret == 0 && c->state_disk)
+		ret = attest_node_id(c->tcti, j->node_id, d);
 	if (ret == 0)
 		ret = load_node_policy(j, d);
 	if (ret == 0)
@@ -700,6 +703,7 @@ int joind_run(const struct joind_config *c, struct diag *d)
 			  .ak_per_boot = c->ak_per_boot },
 		.store_lock = PTHREAD_MUTEX_INITIALIZER,
 		.state_lock = PTHREAD_MUTEX_INITIALIZER,
+		.install_lock = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
 	};
@@ -723,7 +727,7 @@ int joind_run(const struct joind_config *c, struct diag *d)
 	}
 	ret = load(&j, d);
 	if (ret == 0) {
-		hc.store = j.store;
+		hc.store = &j.store;
 		ret = hub_start(&hc, &j.hub, d);
 	}
 	if (ret == 0)

@@ -40,6 +40,9 @@ struct joind {
 	pthread_mutex_t state_lock;
 	struct kms *kms;
 	struct cluster_ca *cluster_ca;
+	/* One init or recover at a time: the first may be formatting the state disk. */
+	pthread_mutex_t install_lock;
+	uint8_t node_id[32]; /* our EK's hash: the state disk's owner */
 	uint8_t cluster_id[CLUSTER_ID_LEN];
 	struct policy_ref *node_policy;
 	/* Our TPM, kept open across joins (self.ctx): workers share it one proof at a time (it

@@ -2,9 +2,12 @@
 /* The join service's cluster state: the master secret and the CA derived from it, and the node
  * policy, both replaceable while workers use them. */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conclave/disk.h"
 #include "conclave/log.h"
 #include "conclave/util.h"
 
@@ -94,6 +97,69 @@ static int check_against_store(struct joind *j, const struct kms *k, enum instal
 	return ret;
 }
 
+/* With a state disk, the store lives on it: open (recover) or format (init) the disk with our
+ * own disk key, then open the store. A blank disk is no cluster to recover; a disk of a cluster
+ * is not formatted again for a new one. */
+static int open_state(struct joind *j, const struct kms *k, enum install_mode mode,
+		      const uint8_t id[CLUSTER_ID_LEN], struct diag *d)
+{
+	struct disk_config c = { .dev = j->cfg->state_disk,
+				 .mountpoint = j->cfg->state_dir,
+				 .cluster_id = id,
+				 .node_id = j->node_id };
+	struct secret *key = NULL;
+	struct membership *store = NULL;
+	struct disk_probe p;
+	int ret;
+
+	if (j->store || !c.dev)
+		return 0;
+	ret = disk_active(&c, p.uuid, d);
+	if (ret == 1) { /* an earlier attempt opened it and then failed on the store */
+		p.state = DISK_READY;
+		ret = 0;
+	} else if (ret == 0) {
+		ret = disk_probe(&c, &p, d);
+	}
+	if (ret == 0 && p.state == DISK_READY && mode == INSTALL_NEW) {
+		diag_set(d, "the control plane's state disk holds a cluster already: use recover");
+		ret = -EEXIST;
+	} else if (ret == 0 && p.state != DISK_READY && mode == INSTALL_EXISTING) {
+		diag_set(d, "the control plane's state disk is blank: there is nothing to recover "
+			    "(use init)");
+		ret = -ENOENT;
+	}
+	if (ret == 0)
+		ret = kms_disk_key(k, j->node_id, p.uuid, &key, d);
+	if (ret == 0)
+		ret = disk_unlock(&c, &p, key, d);
+	secret_free(key);
+	if (ret == 0) {
+		char dir[PATH_MAX];
+		char *slash;
+
+		snprintf(dir, sizeof(dir), "%s", j->cfg->db_path);
+		slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			ret = mkdir_p(dir, 0700);
+		}
+		if (ret < 0)
+			diag_set(d, "cannot create %s: %s", dir, strerror(-ret));
+	}
+	if (ret == 0)
+		ret = membership_open(j->cfg->db_path, &j->cfg->ranges, &store, d);
+	if (ret < 0) {
+		diag_prefix(d, "state disk %s", c.dev);
+		return ret == -EBADMSG || ret == -EPERM ? -EPERM : ret;
+	}
+	pthread_mutex_lock(&j->store_lock);
+	j->store = store;
+	pthread_mutex_unlock(&j->store_lock);
+	log_info("joind: state disk %s open; membership store %s", c.dev, j->cfg->db_path);
+	return 0;
+}
+
 int joind_install_kms(struct joind *j, struct kms *k, enum install_mode mode, struct diag *d)
 {
 	struct cluster_ca *ca = NULL;
@@ -106,11 +172,15 @@ int joind_install_kms(struct joind *j, struct kms *k, enum install_mode mode, st
 		kms_free(k);
 		return -EEXIST;
 	}
+	pthread_mutex_lock(&j->install_lock);
 	ret = cluster_ca_derive(k, &ca, d);
 	if (ret == 0) {
 		cluster_ca_id(ca, id);
-		ret = check_against_store(j, k, mode, id, d);
+		ret = open_state(j, k, mode, id, d);
 	}
+	if (ret == 0)
+		ret = check_against_store(j, k, mode, id, d);
+	pthread_mutex_unlock(&j->install_lock);
 	if (ret < 0) {
 		cluster_ca_free(ca);
 		kms_free(k);
@@ -146,6 +216,10 @@ static int recheck_members(struct joind *j, const struct policy *p, unsigned int
 
 	*mismatched = *revoked = 0;
 	pthread_mutex_lock(&j->store_lock);
+	if (!j->store) { /* the state disk is not open yet: no members to check */
+		pthread_mutex_unlock(&j->store_lock);
+		return 0;
+	}
 	ret = membership_members(j->store, &m, &n, d);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		char why[128];

@@ -14,6 +14,7 @@
 
 #include "conclave/attest.h"
 #include "conclave/boot.h"
+#include "conclave/disk.h"
 #include "conclave/supervise.h"
 #include "conclave/util.h"
 
@@ -54,7 +55,7 @@ int node_config_read(const char *underlay_if, const char *underlay_cidr, struct 
 {
 	static const char *const trust[] = { NODE_POLICY_KEY, NODE_EK_ROOTS, NODE_OPERATOR_KEY };
 	char role[32] = "";
-	uint8_t *policy = NULL, uuid[16];
+	uint8_t *policy = NULL;
 	size_t len = 0;
 	int ret;
 
@@ -69,10 +70,8 @@ int node_config_read(const char *underlay_if, const char *underlay_cidr, struct 
 		ret = -EINVAL;
 	}
 	c->control_plane = !strcmp(role, "control-plane");
-	if (ret == 0)
-		ret = fw_text(FW_DISK_UUID, c->disk_uuid, sizeof(c->disk_uuid), d);
-	if (ret == 0 && (hex_decode(c->disk_uuid, uuid, sizeof(uuid), &len) < 0 || len != 16)) {
-		diag_set(d, "fw_cfg %s: not 32 hex digits", FW_DISK_UUID);
+	if (ret == 0 && disk_find_by_serial(DISK_SERIAL, c->state_disk, sizeof(c->state_disk)) < 0) {
+		diag_set(d, "no state disk: no block device has serial %s", DISK_SERIAL);
 		ret = -EINVAL;
 	}
 	if (ret == 0 && fw_text(FW_REATTEST_S, c->reattest_s, sizeof(c->reattest_s), d) == -ENOENT)
@@ -147,7 +146,11 @@ static pid_t start_joind(const struct node_config *c, void (*log)(const char *fm
 		"--operator-key",
 		NODE_OPERATOR_KEY,
 		"--db",
-		NODE_RUN_DIR "/members.db",
+		NODE_JOIND_DB,
+		"--state-disk",
+		(char *)c->state_disk,
+		"--state-dir",
+		NODE_STATE_DIR,
 		"--overlay-v4",
 		NODE_OVERLAY_V4,
 		"--overlay-v6",
@@ -179,7 +182,8 @@ static pid_t start_agent(const struct node_config *c, void (*log)(const char *fm
 	ARG("--tcti"), ARG("device:/dev/tpmrm0");
 	ARG("--ak-state"), ARG(AK_STATE);
 	ARG("--ak-per-boot");
-	ARG("--disk-uuid"), ARG(c->disk_uuid);
+	ARG("--state-disk"), ARG(c->state_disk);
+	ARG("--state-dir"), ARG(NODE_STATE_DIR);
 	ARG("--endpoint"), ARG(endpoint);
 	ARG("--underlay"), ARG(c->underlay_if);
 	ARG("--overlay-v4"), ARG(NODE_OVERLAY_V4);
