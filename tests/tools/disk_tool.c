@@ -6,11 +6,16 @@
  *   disk_tool close [MOUNT]
  *   disk_tool serial SERIAL                          prints /dev/NAME
  *   disk_tool active                                  prints the open disk's UUID, or exits 1
+ *   disk_tool edit-header FILE FROM TO                 replace FROM by TO in the LUKS2 metadata of
+ *                                                     both header copies and reseal them: the
+ *                                                     tampering a host can do (tests)
  *
  * The key comes on the command line: test keys only, never a real node's. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conclave/disk.h"
 #include "conclave/log.h"
@@ -21,6 +26,42 @@ static int hex32(const char *s, uint8_t out[32])
 	size_t len = 0;
 
 	return s && hex_decode(s, out, 32, &len) == 0 && len == 32 ? 0 : -1;
+}
+
+/* Rewrite the metadata of both copies of FILE's header: what a host with the disk can do. */
+static int edit_header(const char *path, const char *from, const char *to)
+{
+	static uint8_t h[LUKS2_HEADER_BYTES];
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int ret = 1;
+
+	if (fd < 0 || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		perror(path);
+		goto out;
+	}
+	for (int copy = 0; copy < 2; copy++) {
+		uint8_t *hdr = h + copy * LUKS2_HDR_SIZE;
+		char *json = (char *)hdr + LUKS2_BIN_SIZE, out[LUKS2_JSON_SIZE];
+		char *at = strstr(json, from);
+
+		if (!at || strlen(json) - strlen(from) + strlen(to) >= sizeof(out)) {
+			fprintf(stderr, "disk_tool: '%s' not in copy %d's metadata\n", from, copy);
+			goto out;
+		}
+		snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - json), json, to,
+			 at + strlen(from));
+		memset(json, 0, LUKS2_JSON_SIZE);
+		memcpy(json, out, strlen(out));
+		luks2_header_seal(hdr);
+	}
+	if (pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || fsync(fd) < 0)
+		perror(path);
+	else
+		ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -34,6 +75,8 @@ int main(int argc, char **argv)
 	int ret;
 
 	log_set_level(LOG_LVL_INFO);
+	if (argc == 5 && !strcmp(argv[1], "edit-header"))
+		return edit_header(argv[2], argv[3], argv[4]);
 	if (argc >= 3 && !strcmp(argv[1], "serial")) {
 		ret = disk_find_by_serial(argv[2], dev, sizeof(dev));
 		if (ret == 0)
