@@ -155,6 +155,7 @@ bench: install-deps
 	scripts/bench-join $(BUILD)
 	scripts/bench-fanout $(BUILD)
 	scripts/bench-mesh $(BUILD)
+	scripts/bench-disk $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps

@@ -21,8 +21,12 @@ int boot_mount_basics(struct diag *d);
 int boot_console(void);
 
 /* Load every module listed in path (one absolute .ko path a line, dependencies first) with
- * finit_module; already-loaded modules are fine. *loaded counts the modules inserted. */
-int boot_load_modules(const char *path, unsigned int *loaded, struct diag *d);
+ * finit_module; already-loaded modules are fine. *loaded counts the modules inserted, *skipped
+ * those for hardware or a CPU this machine lacks (ENODEV: an accelerated cipher without its
+ * instructions; the generic one serves). Any other failure does not stop the rest: the first
+ * is returned (d says which) after all were tried. */
+int boot_load_modules(const char *path, unsigned int *loaded, unsigned int *skipped,
+		      struct diag *d);
 
 /* Read the fw_cfg file name (e.g. "opt/conclave/nonce"), at most max bytes, into *buf
  * (malloc'ed, NUL-terminated). -ENOENT if the host did not provide it. */

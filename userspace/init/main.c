@@ -178,7 +178,7 @@ int main(int argc, char **argv)
 {
 	struct diag d = { { 0 } };
 	unsigned long used, total;
-	unsigned int loaded = 0;
+	unsigned int loaded = 0, skipped = 0;
 	char ifname[IFNAMSIZ], cidr[64];
 	int mounted;
 
@@ -191,10 +191,10 @@ int main(int argc, char **argv)
 	if (mounted < 0)
 		say("%s", d.msg);
 	setenv("TSS2_LOG", "all+none", 0);
-	if (boot_load_modules(BOOT_MODULE_LIST, &loaded, &d) < 0)
+	if (boot_load_modules(BOOT_MODULE_LIST, &loaded, &skipped, &d) < 0)
 		say("%s", d.msg);
-	else
-		say("loaded %u kernel modules", loaded);
+	say("loaded %u kernel modules (%u not for this machine's CPU or hardware)", loaded,
+	    skipped);
 	configure_underlay(ifname, cidr);
 	cluster_mode(ifname, cidr);
 	attest_step();

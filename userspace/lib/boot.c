@@ -89,13 +89,15 @@ static int insert_module(const char *path, struct diag *d)
 	return -e;
 }
 
-int boot_load_modules(const char *path, unsigned int *loaded, struct diag *d)
+int boot_load_modules(const char *path, unsigned int *loaded, unsigned int *skipped,
+		      struct diag *d)
 {
+	struct diag first = { { 0 } };
 	char line[4096];
 	FILE *f = fopen(path, "re");
 	int ret = 0;
 
-	*loaded = 0;
+	*loaded = *skipped = 0;
 	if (!f) {
 		int e = errno;
 
@@ -107,12 +109,16 @@ int boot_load_modules(const char *path, unsigned int *loaded, struct diag *d)
 		line[strcspn(line, "\n")] = '\0';
 		if (!line[0] || line[0] == '#')
 			continue;
-		ret = insert_module(line, d);
-		if (ret < 0)
-			break;
-		if (ret == 0)
-			(*loaded)++;
-		ret = 0;
+		switch (insert_module(line, &first)) {
+		case 0: (*loaded)++; break;
+		case 1: break;
+		case -ENODEV: (*skipped)++; break;
+		default:
+			if (ret == 0) {
+				ret = -EIO;
+				diag_set(d, "%s", first.msg);
+			}
+		}
 	}
 	fclose(f);
 	return ret;
