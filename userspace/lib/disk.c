@@ -447,6 +447,12 @@ static int mount_disk(const struct disk_config *c, struct diag *d)
 		diag_set(d, "cannot mount %s at %s: %s", path, mount_of(c), strerror(errno));
 		return -errno;
 	}
+	/* The workloads' directory (docs/disk.md): on the disk, like everything under the mount. */
+	snprintf(path, sizeof(path), "%s/%s", mount_of(c), DISK_DATA_SUBDIR);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		diag_set(d, "cannot create %s: %s", path, strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 
