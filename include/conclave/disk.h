@@ -22,7 +22,7 @@
 
 #define DISK_DEFAULT_NAME  "conclave-state"
 #define DISK_DEFAULT_MOUNT "/var/lib/conclave"
-#define DISK_KEY_LEN	   32 /* KMS_DISK_KEY_LEN */
+#define DISK_KEY_LEN	   32	  /* KMS_DISK_KEY_LEN */
 #define DISK_DATA_SUBDIR   "data" /* the workloads' directory under the mount point */
 /* The serial QEMU gives the state disk (virtio-blk serial=), found in /sys/block/ * /serial. */
 #define DISK_SERIAL "conclave-state"

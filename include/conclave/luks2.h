@@ -15,11 +15,11 @@
 
 /* The layout disk_format writes: two 16 KiB metadata copies, a keyslot area up to 1 MiB, data
  * from 1 MiB on, in 4096-byte sectors of AES-256-XTS with an HMAC-SHA256 tag each. */
-#define LUKS2_HDR_SIZE	     16384u			/* one binary header + its JSON area */
-#define LUKS2_BIN_SIZE	     4096u			/* the binary part */
+#define LUKS2_HDR_SIZE	     16384u /* one binary header + its JSON area */
+#define LUKS2_BIN_SIZE	     4096u  /* the binary part */
 #define LUKS2_JSON_SIZE	     (LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)
-#define LUKS2_HEADER_BYTES   (2 * LUKS2_HDR_SIZE)	/* what luks2_check reads */
-#define LUKS2_DATA_OFFSET    (1024u * 1024u)		/* bytes */
+#define LUKS2_HEADER_BYTES   (2 * LUKS2_HDR_SIZE) /* what luks2_check reads */
+#define LUKS2_DATA_OFFSET    (1024u * 1024u)	  /* bytes */
 #define LUKS2_KEYSLOTS_SIZE  (LUKS2_DATA_OFFSET - LUKS2_HEADER_BYTES)
 #define LUKS2_CIPHER	     "aes"
 #define LUKS2_CIPHER_MODE    "xts-plain64"
@@ -31,7 +31,7 @@
 #define LUKS2_VOLUME_KEY_LEN (LUKS2_XTS_KEY_LEN + LUKS2_HMAC_KEY_LEN)
 #define LUKS2_TAG_SIZE	     32u
 #define LUKS2_AF_STRIPES     4000u
-#define LUKS2_PBKDF_ITER     1000u /* the keyslot's passphrase is a random 256-bit key */
+#define LUKS2_PBKDF_ITER     1000u     /* the keyslot's passphrase is a random 256-bit key */
 #define LUKS2_PBKDF_ITER_MAX 10000000u /* above this a header is a CPU trap, not ours */
 #define LUKS2_LABEL	     "conclave-state"
 #define LUKS2_TOKEN_TYPE     "conclave-state"

@@ -18,7 +18,7 @@
 #define NODE_OPERATOR_KEY     NODE_TRUST_DIR "/operator-key.pub"
 #define NODE_RUN_DIR	      "/run/conclave"
 #define NODE_STATE_DIR	      "/var/lib/conclave" /* the state disk, mounted (DISK_DEFAULT_MOUNT) */
-#define NODE_JOIND_DB	      NODE_STATE_DIR "/joind/members.db"
+#define NODE_JOIND_DB	      "/var/lib/conclave/joind/members.db" /* under NODE_STATE_DIR */
 #define NODE_OVERLAY_V4	      "10.100.0.0/16"
 #define NODE_OVERLAY_V6	      "fd00:100::/64"
 #define NODE_POD_POOL	      "10.244.0.0/16"

@@ -102,9 +102,9 @@ static void the_real_state_disk_is_ready_and_belongs_to_its_node(void **state)
 	uint8_t *hdr = NULL, other[32];
 	size_t len = 0;
 
-	assert_int_equal(read_file(test_path(FIXTURE, fixture, sizeof(fixture)),
-				   LUKS2_HEADER_BYTES, &hdr, &len),
-			 0);
+	assert_int_equal(
+	    read_file(test_path(FIXTURE, fixture, sizeof(fixture)), LUKS2_HEADER_BYTES, &hdr, &len),
+	    0);
 	path_in(path, sizeof(path), "state.img");
 	make_file(path, hdr, len);
 	free(hdr);
@@ -173,8 +173,8 @@ static void a_real_header_without_integrity_is_refused(void **state)
 	assert_int_equal(crypt_init(&cd, path), 0);
 	assert_int_equal(crypt_set_metadata_size(cd, LUKS2_HDR_SIZE, LUKS2_KEYSLOTS_SIZE), 0);
 	assert_int_equal(crypt_set_data_offset(cd, LUKS2_DATA_OFFSET / 512), 0);
-	assert_int_equal(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL,
-				      (const char *)vk, sizeof(vk), &params),
+	assert_int_equal(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *)vk,
+				      sizeof(vk), &params),
 			 0);
 	assert_int_equal(
 	    crypt_keyslot_add_by_volume_key(cd, 0, (const char *)vk, sizeof(vk), "passphrase", 10),

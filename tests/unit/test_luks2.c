@@ -31,9 +31,8 @@ static uint8_t *load(void)
 	uint8_t *buf = NULL;
 	size_t len = 0;
 
-	assert_int_equal(read_file(test_path(FIXTURE, path, sizeof(path)), LUKS2_HEADER_BYTES,
-				   &buf, &len),
-			 0);
+	assert_int_equal(
+	    read_file(test_path(FIXTURE, path, sizeof(path)), LUKS2_HEADER_BYTES, &buf, &len), 0);
 	assert_int_equal(len, LUKS2_HEADER_BYTES);
 	return buf;
 }
@@ -113,8 +112,10 @@ static const struct tamper tampers[] = {
 	{ "\"keyslots\":{\"0\":", "\"keyslots\":{\"1\":{},\"0\":", "keyslots must hold exactly" },
 	{ "\"tokens\":{\"0\":", "\"tokens\":{\"1\":{\"type\":\"x\",\"keyslots\":[]},\"0\":",
 	  "tokens must hold exactly" },
-	{ "\"type\":\"conclave-state\"", "\"type\":\"systemd-tpm2\"", "not a conclave-state token" },
-	{ "\"keyslots\":[],\"version\"", "\"keyslots\":[\"0\"],\"version\"", "must name no keyslot" },
+	{ "\"type\":\"conclave-state\"", "\"type\":\"systemd-tpm2\"",
+	  "not a conclave-state token" },
+	{ "\"keyslots\":[],\"version\"", "\"keyslots\":[\"0\"],\"version\"",
+	  "must name no keyslot" },
 	{ "\"node\":\"2222", "\"node\":\"ZZ22", "not 64 lower-case hex" },
 	{ "\"keyslots\":[\"0\"],\"segments\":[\"0\"]", "\"keyslots\":[\"1\"],\"segments\":[\"0\"]",
 	  "does not bind exactly" },
@@ -170,9 +171,10 @@ static void a_header_without_our_token_is_an_unfinished_format(void **state)
 	struct luks2_info info;
 	char msg[256];
 
-	edit(h, "\"tokens\":{\"0\":{\"type\":\"conclave-state\",\"keyslots\":[],\"version\":1,"
-		"\"cluster\":\"1111111111111111111111111111111111111111111111111111111111111111\","
-		"\"node\":\"2222222222222222222222222222222222222222222222222222222222222222\"}}",
+	edit(h,
+	     "\"tokens\":{\"0\":{\"type\":\"conclave-state\",\"keyslots\":[],\"version\":1,"
+	     "\"cluster\":\"1111111111111111111111111111111111111111111111111111111111111111\","
+	     "\"node\":\"2222222222222222222222222222222222222222222222222222222222222222\"}}",
 	     "\"tokens\":{}");
 	assert_int_equal(check(h, LUKS2_HEADER_BYTES, &info, msg), 0);
 	assert_false(info.has_token);

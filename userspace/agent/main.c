@@ -74,9 +74,8 @@ static void usage(FILE *f)
 	    "  --status PATH           status socket (default %s; '-' = none)\n"
 	    "  -v, --verbose           log every state change and peer-set change\n",
 	    ATLS_DEFAULT_TIMEOUT_MS, DEFAULT_EVENTLOG, NODE_QUOTE_PCRS, DISK_DEFAULT_MOUNT,
-	    AGENT_DEFAULT_WG_IFNAME,
-	    AGENT_DEFAULT_WG_PORT, AGENT_DEFAULT_KEEPALIVE_S, AGENT_DEFAULT_REATTEST_S,
-	    AGENT_DEFAULT_STATUS_PATH);
+	    AGENT_DEFAULT_WG_IFNAME, AGENT_DEFAULT_WG_PORT, AGENT_DEFAULT_KEEPALIVE_S,
+	    AGENT_DEFAULT_REATTEST_S, AGENT_DEFAULT_STATUS_PATH);
 }
 
 enum opt {

@@ -65,40 +65,39 @@ struct shown {
 
 struct agent {
 	const struct agent_config *c;
-	enum state state;
-	char last_error[256];
 	/* Keys: the current pair, and the next one while a re-attestation is in flight. */
 	struct secret *priv, *next_priv;
-	uint8_t pub[32], next_pub[32];
 	/* Session and view. */
-	struct joinclient_config jc;
 	struct joinclient_session *sess;
-	struct join_info info;
-	bool joined_once;
 	uint64_t last_attested_ms, joined_ms; /* last attempt (schedule), join */
 	uint64_t attested_ok_ms;	      /* last accepted attestation (status) */
 	/* Mesh. */
 	struct wg *wg;
-	int wg_ifindex;
 	struct datapath *dp;
 	struct mesh *mesh;
-	bool addressed;
 	/* Status: a thread answers from `shown`, a copy the state machine publishes, so a status
 	 * request never waits for a join or a TPM. */
-	int status_fd;
 	pthread_t status_thread;
-	bool status_running;
 	pthread_mutex_t shown_lock;
-	struct shown shown;
-	atomic_bool stopping;
-	/* Backoff. */
-	int backoff_ms;
-	/* The state disk: what it is (probed before each join until it is open), our identity. */
+	/* The state disk: what it is (probed before each join until it is open). */
 	struct disk_config disk;
 	struct disk_probe probe;
-	uint8_t node_id[32];
+	struct joinclient_config jc;
+	struct join_info info;
+	struct shown shown;
+	enum state state;
+	int wg_ifindex;
+	int status_fd;
+	int backoff_ms;
+	bool joined_once;
+	bool addressed;
+	bool status_running;
+	atomic_bool stopping;
 	bool disk_open;
+	uint8_t pub[32], next_pub[32];
+	uint8_t node_id[32]; /* our EK's hash: the disk's owner */
 	char disk_status[160];
+	char last_error[256];
 };
 
 static const char *state_name(enum state s)
@@ -424,7 +423,8 @@ static int record_cluster(struct agent *a, struct diag *d)
 
 /* ---- the state disk ------------------------------------------------------------------------ */
 
-static void disk_status(struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void disk_status(struct agent *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void disk_status(struct agent *a, const char *fmt, ...)
 {
 	va_list ap;

@@ -89,8 +89,7 @@ static int insert_module(const char *path, struct diag *d)
 	return -e;
 }
 
-int boot_load_modules(const char *path, unsigned int *loaded, unsigned int *skipped,
-		      struct diag *d)
+int boot_load_modules(const char *path, unsigned int *loaded, unsigned int *skipped, struct diag *d)
 {
 	struct diag first = { { 0 } };
 	char line[4096];

@@ -252,7 +252,8 @@ static int volume_key(const struct secret *key, const uint8_t uuid[16], struct s
 
 static int run_mkfs(const char *dev, struct diag *d)
 {
-	static const char *const paths[] = { "/usr/sbin/mke2fs", "/sbin/mke2fs", "/usr/bin/mke2fs" };
+	static const char *const paths[] = { "/usr/sbin/mke2fs", "/sbin/mke2fs",
+					     "/usr/bin/mke2fs" };
 	const char *mkfs = NULL;
 	int status = 0;
 	pid_t pid;
@@ -283,8 +284,8 @@ static int run_mkfs(const char *dev, struct diag *d)
 /* The header, the keyslot (passphrase: the disk key), the integrity tags of every sector
  * (wiped through a journal-less mapping), the file system; our token last, so that a disk
  * without it is known to hold nothing yet. */
-static int format(const struct disk_config *c, const struct disk_probe *p,
-		  const struct secret *key, const struct secret *vk, struct diag *d)
+static int format(const struct disk_config *c, const struct disk_probe *p, const struct secret *key,
+		  const struct secret *vk, struct diag *d)
 {
 	struct crypt_pbkdf_type pbkdf = {
 		.type = CRYPT_KDF_PBKDF2,
@@ -419,8 +420,8 @@ static int open_existing(const struct disk_config *c, const struct disk_probe *p
 	else
 		ret = check_loaded(cd, c, p, d);
 	if (ret == 0) {
-		ret = crypt_activate_by_volume_key(cd, name_of(c), (const char *)vk->data,
-						   vk->len, 0);
+		ret = crypt_activate_by_volume_key(cd, name_of(c), (const char *)vk->data, vk->len,
+						   0);
 		if (ret == -EPERM)
 			diag_set(d, "the key does not open this disk");
 		else if (ret < 0)

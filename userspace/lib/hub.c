@@ -148,7 +148,8 @@ static int collect(struct hub *h, struct change **out, size_t *n_out, struct pee
 			continue;
 		x = &c[n++];
 		x->from = h->held[i].gen;
-		ret = membership_deltas_since(*h->cfg.store, x->from, &x->to, &x->deltas, &x->n, &d);
+		ret =
+		    membership_deltas_since(*h->cfg.store, x->from, &x->to, &x->deltas, &x->n, &d);
 		if (ret == -ESTALE) {
 			x->stale = need_snapshot = true;
 			ret = 0;

@@ -16,20 +16,20 @@
 #include "conclave/util.h"
 
 /* Binary header fields (LUKS2 on-disk format, section 2). */
-#define OFF_MAGIC     0
-#define OFF_VERSION   6
-#define OFF_HDR_SIZE  8
-#define OFF_SEQID     16
-#define OFF_LABEL     24
-#define OFF_CSUM_ALG  72
-#define OFF_UUID      168
-#define OFF_HDR_OFF   256
-#define OFF_CSUM      448
-#define LEN_LABEL     48
-#define LEN_CSUM_ALG  32
-#define LEN_UUID      40
-#define LEN_CSUM      64
-#define MAGIC_LEN     6
+#define OFF_MAGIC    0
+#define OFF_VERSION  6
+#define OFF_HDR_SIZE 8
+#define OFF_SEQID    16
+#define OFF_LABEL    24
+#define OFF_CSUM_ALG 72
+#define OFF_UUID     168
+#define OFF_HDR_OFF  256
+#define OFF_CSUM     448
+#define LEN_LABEL    48
+#define LEN_CSUM_ALG 32
+#define LEN_UUID     40
+#define LEN_CSUM     64
+#define MAGIC_LEN    6
 
 static const uint8_t magic_primary[MAGIC_LEN] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
 static const uint8_t magic_secondary[MAGIC_LEN] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
@@ -86,7 +86,8 @@ static int parse_uuid(const uint8_t *p, struct luks2_info *out)
 	for (size_t i = 0; i < 36; i++) {
 		bool dash = memchr(dash_at, (int)i, sizeof(dash_at)) != NULL;
 
-		if (dash ? p[i] != '-' : !((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+		if (dash ? p[i] != '-'
+			 : !((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
 			return -EBADMSG;
 		if (!dash)
 			hex[k++] = (char)p[i];
@@ -281,17 +282,17 @@ static struct json_object *only_entry(struct json_object *top, const char *secti
 	return v;
 }
 
-#define BAD(...)                                  \
-	do {                                      \
+#define BAD(...)                                   \
+	do {                                       \
 		diag_set(d, "LUKS2 " __VA_ARGS__); \
-		return -EBADMSG;                  \
+		return -EBADMSG;                   \
 	} while (0)
 
 static int check_segment(struct json_object *s, struct diag *d)
 {
-	static const char *const keys[] = { "type",	   "offset",	  "size",     "iv_tweak",
-					    "encryption",  "sector_size", "integrity", "flags",
-					    NULL };
+	static const char *const keys[] = { "type",	 "offset",     "size",
+					    "iv_tweak",	 "encryption", "sector_size",
+					    "integrity", "flags",      NULL };
 	static const char *const ikeys[] = { "type", "journal_encryption", "journal_integrity",
 					     NULL };
 	struct json_object *integ = member(s, "integrity", json_type_object), *flags;
@@ -332,8 +333,8 @@ static int check_keyslot(struct json_object *k, struct diag *d)
 {
 	static const char *const keys[] = { "type", "key_size", "af", "area", "kdf", NULL };
 	static const char *const af_keys[] = { "type", "stripes", "hash", NULL };
-	static const char *const area_keys[] = { "type", "offset", "size", "encryption",
-						 "key_size", NULL };
+	static const char *const area_keys[] = { "type",       "offset",   "size",
+						 "encryption", "key_size", NULL };
 	static const char *const kdf_keys[] = { "type", "hash", "iterations", "salt", NULL };
 	struct json_object *af = member(k, "af", json_type_object);
 	struct json_object *area = member(k, "area", json_type_object);
@@ -371,8 +372,8 @@ static int check_keyslot(struct json_object *k, struct diag *d)
 
 static int check_digest(struct json_object *g, struct diag *d)
 {
-	static const char *const keys[] = { "type", "keyslots", "segments", "hash",
-					    "iterations", "salt", "digest", NULL };
+	static const char *const keys[] = { "type",	  "keyslots", "segments", "hash",
+					    "iterations", "salt",     "digest",	  NULL };
 	const char *extra = NULL;
 
 	if (!keys_only(g, keys, &extra))
@@ -403,8 +404,9 @@ static bool hex32(struct json_object *o, const char *key, uint8_t out[32])
 static int check_token(struct json_object *tokens, struct json_object *t,
 		       const struct luks2_expect *e, struct luks2_info *out, struct diag *d)
 {
-	static const char *const keys[] = { "type", "keyslots", "version", "cluster", "node",
-					    NULL };
+	static const char *const keys[] = {
+		"type", "keyslots", "version", "cluster", "node", NULL
+	};
 	struct json_object *ks = member(t, "keyslots", json_type_array);
 	const char *extra = NULL;
 	char want[65], have[65];
@@ -460,8 +462,8 @@ static int check_config(struct json_object *c, struct diag *d)
 int luks2_check_json(const char *text, size_t len, const struct luks2_expect *e,
 		     struct luks2_info *out, struct diag *d)
 {
-	static const char *const keys[] = { "keyslots", "tokens", "segments", "digests", "config",
-					    NULL };
+	static const char *const keys[] = { "keyslots", "tokens", "segments",
+					    "digests",	"config", NULL };
 	struct json_tokener *tok = json_tokener_new_ex(16);
 	struct json_object *top = NULL, *seg, *slot, *dig, *tokens, *tok0, *cfg;
 	const char *extra = NULL;
@@ -514,8 +516,7 @@ out:
 	return ret;
 }
 
-int luks2_token_json(const uint8_t cluster_id[32], const uint8_t node_id[32], char *out,
-		     size_t cap)
+int luks2_token_json(const uint8_t cluster_id[32], const uint8_t node_id[32], char *out, size_t cap)
 {
 	char c[65], n[65];
 	int len;

@@ -70,7 +70,8 @@ int node_config_read(const char *underlay_if, const char *underlay_cidr, struct 
 		ret = -EINVAL;
 	}
 	c->control_plane = !strcmp(role, "control-plane");
-	if (ret == 0 && disk_find_by_serial(DISK_SERIAL, c->state_disk, sizeof(c->state_disk)) < 0) {
+	if (ret == 0 &&
+	    disk_find_by_serial(DISK_SERIAL, c->state_disk, sizeof(c->state_disk)) < 0) {
 		diag_set(d, "no state disk: no block device has serial %s", DISK_SERIAL);
 		ret = -EINVAL;
 	}
@@ -123,45 +124,32 @@ static pid_t spawn(char *const argv[], void (*log)(const char *fmt, ...))
 static pid_t start_joind(const struct node_config *c, void (*log)(const char *fmt, ...))
 {
 	const char *port = strrchr(c->join, ':') + 1;
-	char *const argv[] = {
-		JOIND_BIN,
-		"--listen",
-		"::",
-		"--port",
-		(char *)port,
-		"--port-file",
-		JOIND_PORT_FILE,
-		"--tcti",
-		"device:/dev/tpmrm0",
-		"--ak-state",
-		AK_STATE,
-		"--event-log",
-		DEFAULT_EVENTLOG,
-		"--node-policy",
-		POLICY_FILE,
-		"--policy-key",
-		NODE_POLICY_KEY,
-		"--ca",
-		NODE_EK_ROOTS,
-		"--operator-key",
-		NODE_OPERATOR_KEY,
-		"--db",
-		NODE_JOIND_DB,
-		"--state-disk",
-		(char *)c->state_disk,
-		"--state-dir",
-		NODE_STATE_DIR,
-		"--overlay-v4",
-		NODE_OVERLAY_V4,
-		"--overlay-v6",
-		NODE_OVERLAY_V6,
-		"--pod-pool",
-		NODE_POD_POOL,
-		"--ak-per-boot",
-		"-v",
-		NULL,
-	};
+	char *argv[48];
+	int n = 0;
 
+#define ARG(x) (argv[n++] = (char *)(x))
+	ARG(JOIND_BIN);
+	ARG("--listen"), ARG("::");
+	ARG("--port"), ARG(port);
+	ARG("--port-file"), ARG(JOIND_PORT_FILE);
+	ARG("--tcti"), ARG("device:/dev/tpmrm0");
+	ARG("--ak-state"), ARG(AK_STATE);
+	ARG("--event-log"), ARG(DEFAULT_EVENTLOG);
+	ARG("--node-policy"), ARG(POLICY_FILE);
+	ARG("--policy-key"), ARG(NODE_POLICY_KEY);
+	ARG("--ca"), ARG(NODE_EK_ROOTS);
+	ARG("--operator-key"), ARG(NODE_OPERATOR_KEY);
+	/* The store lives on the state disk, opened at init or recover (docs/disk.md). */
+	ARG("--db"), ARG(NODE_JOIND_DB);
+	ARG("--state-disk"), ARG(c->state_disk);
+	ARG("--state-dir"), ARG(NODE_STATE_DIR);
+	ARG("--overlay-v4"), ARG(NODE_OVERLAY_V4);
+	ARG("--overlay-v6"), ARG(NODE_OVERLAY_V6);
+	ARG("--pod-pool"), ARG(NODE_POD_POOL);
+	ARG("--ak-per-boot");
+	ARG("-v");
+	argv[n] = NULL;
+#undef ARG
 	unlink(JOIND_PORT_FILE);
 	return spawn(argv, log);
 }
