@@ -87,7 +87,8 @@ struct cni_config {
 	size_t n_ifaces;
 	struct cni_ip ips[CNI_MAX_IPS];
 	size_t n_ips;
-	void *prev; /* the prevResult JSON object (json_object *), owned via root */
+	void *prev;  /* the prevResult JSON object (json_object *), owned via root */
+	void *valid; /* GC: "cni.dev/valid-attachments" (json_object * array), checked; or NULL */
 	void *root; /* the whole configuration (json_object *) */
 };
 
@@ -96,6 +97,9 @@ struct cni_config {
  * and ips when present. Unknown keys are kept (the spec lets runtimes add them). */
 int cni_config_parse(const char *buf, size_t len, struct cni_config *c, struct cni_error *err);
 void cni_config_free(struct cni_config *c);
+
+/* GC: whether container_id/ifname is among the configuration's valid attachments. */
+bool cni_attachment_valid(const struct cni_config *c, const char *container_id, const char *ifname);
 
 /* Whether this plugin speaks the version ("0.4.0", "1.0.0", "1.1.0"). */
 bool cni_version_supported(const char *v);

@@ -304,6 +304,41 @@ static int parse_prev(struct cni_config *c, json_object *prev, struct cni_error 
 	return 0;
 }
 
+/* GC's list: objects with string containerID and ifname. */
+static int parse_valid(struct cni_config *c, json_object *list, struct cni_error *err)
+{
+	if (!json_object_is_type(list, json_type_array))
+		return cni_fail(err, CNI_ERR_DECODE, "cni.dev/valid-attachments must be an array");
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *it = json_object_array_get_idx(list, i), *id, *ifname;
+
+		if (!json_object_is_type(it, json_type_object) ||
+		    !(id = member(it, "containerID")) || !(ifname = member(it, "ifname")) ||
+		    !json_object_is_type(id, json_type_string) ||
+		    !json_object_is_type(ifname, json_type_string))
+			return cni_fail(err, CNI_ERR_DECODE,
+					"cni.dev/valid-attachments[%zu] needs string containerID and "
+					"ifname",
+					i);
+	}
+	c->valid = list;
+	return 0;
+}
+
+bool cni_attachment_valid(const struct cni_config *c, const char *container_id, const char *ifname)
+{
+	json_object *list = c->valid;
+
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *it = json_object_array_get_idx(list, i);
+
+		if (!strcmp(json_object_get_string(member(it, "containerID")), container_id) &&
+		    !strcmp(json_object_get_string(member(it, "ifname")), ifname))
+			return true;
+	}
+	return false;
+}
+
 static json_object *parse_json(const char *buf, size_t len, struct cni_error *err)
 {
 	struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);
@@ -378,6 +413,9 @@ int cni_config_parse(const char *buf, size_t len, struct cni_config *c, struct c
 			 "pinRoot '%s' must be an absolute path without '..'", c->pin_root);
 		goto fail;
 	}
+	if (member(root, "cni.dev/valid-attachments") &&
+	    parse_valid(c, member(root, "cni.dev/valid-attachments"), err) < 0)
+		goto fail;
 	prev = member(root, "prevResult");
 	if (prev) {
 		c->has_prev = true;
@@ -394,7 +432,7 @@ fail:
 void cni_config_free(struct cni_config *c)
 {
 	json_object_put(c->root);
-	c->root = c->prev = NULL;
+	c->root = c->prev = c->valid = NULL;
 }
 
 int cni_pod_addresses(const struct cni_config *c, const char *ifname, struct cni_ip *out,
