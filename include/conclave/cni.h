@@ -115,6 +115,9 @@ char *cni_result_text(const struct cni_config *c);
 /* {"cniVersion", "supportedVersions"} for VERSION; version NULL: the latest. Malloc'ed. */
 char *cni_version_text(const char *version);
 
+/* VERSION's answer to stdin in[0..len): in its cniVersion if we speak it, else the latest. */
+char *cni_version_answer(const char *in, size_t len);
+
 /* {"cniVersion", "code", "msg", "details"}: what a failing plugin prints on stdout. */
 char *cni_error_text(const char *version, const struct cni_error *err);
 

@@ -478,6 +478,20 @@ char *cni_result_text(const struct cni_config *c)
 	return to_text(out);
 }
 
+char *cni_version_answer(const char *in, size_t len)
+{
+	struct cni_error ignored = { 0 };
+	json_object *o = len ? parse_json(in, len, &ignored) : NULL;
+	char version[16] = "";
+	char *out;
+
+	if (o && string_member(o, "", "cniVersion", version, sizeof(version), &ignored) <= 0)
+		version[0] = '\0';
+	out = cni_version_text(cni_version_supported(version) ? version : NULL);
+	json_object_put(o);
+	return out;
+}
+
 char *cni_version_text(const char *version)
 {
 	json_object *o = json_object_new_object(), *list = json_object_new_array();

@@ -235,21 +235,6 @@ static int cmd_status(const struct cni_config *c, struct cni_error *err)
 	return 0;
 }
 
-/* VERSION: answer in the configuration's version when it names one we speak. */
-static char *version_answer(const char *in, size_t len)
-{
-	struct cni_error ignored = { 0 };
-	struct cni_config c;
-	char *out;
-
-	if (len && cni_config_parse(in, len, &c, &ignored) == 0) {
-		out = cni_version_text(c.version);
-		cni_config_free(&c);
-		return out;
-	}
-	return cni_version_text(NULL);
-}
-
 int cni_plugin_run(const struct cni_env *e, const char *in, size_t len, char **out,
 		   char version[16], struct cni_error *err)
 {
@@ -259,7 +244,7 @@ int cni_plugin_run(const struct cni_env *e, const char *in, size_t len, char **o
 	*out = NULL;
 	version[0] = '\0';
 	if (e->cmd == CNI_CMD_VERSION) {
-		*out = version_answer(in, len);
+		*out = cni_version_answer(in, len);
 		return *out ? 0 : cni_fail(err, CNI_ERR_IO, "out of memory");
 	}
 	if (cni_config_parse(in, len, &c, err) < 0)
