@@ -65,7 +65,8 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 FUZZ_SECONDS ?= 20
 
 .SECONDARY:
-.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e
+.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e \
+	install-cni
 all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(AGENT) $(CNI) $(TESTS) $(TOOLS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
@@ -162,6 +163,7 @@ bench: install-deps
 	scripts/bench-join $(BUILD)
 	scripts/bench-fanout $(BUILD)
 	scripts/bench-mesh $(BUILD)
+	scripts/bench-cni $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps
@@ -170,6 +172,10 @@ demo: install-deps
 
 install-deps:
 	scripts/install-deps
+
+# The CNI plugin where runtimes look for it; the conflist is an example to adapt (docs/cni.md).
+install-cni: $(CNI)
+	install -D -m 0755 $(CNI) $(DESTDIR)/opt/cni/bin/conclave-cni
 
 # Node images (build/image/node.efi, node-debug.efi; reproducible) and the QEMU boot tests.
 image: all
