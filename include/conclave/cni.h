@@ -39,7 +39,14 @@ struct cni_error {
 __attribute__((format(printf, 3, 4))) int cni_fail(struct cni_error *err, unsigned int code,
 						   const char *fmt, ...);
 
-enum cni_command { CNI_CMD_ADD, CNI_CMD_DEL, CNI_CMD_CHECK, CNI_CMD_VERSION, CNI_CMD_STATUS, CNI_CMD_GC };
+enum cni_command {
+	CNI_CMD_ADD,
+	CNI_CMD_DEL,
+	CNI_CMD_CHECK,
+	CNI_CMD_VERSION,
+	CNI_CMD_STATUS,
+	CNI_CMD_GC
+};
 
 #define CNI_VERSION_LATEST "1.1.0"
 #define CNI_MAX_INPUT	   (1u << 20) /* bytes of stdin we read: configs are a few KiB */
@@ -53,7 +60,8 @@ struct cni_env {
 	const char *netns;	  /* CNI_NETNS, "" when absent (allowed for DEL) */
 	const char *ifname;	  /* CNI_IFNAME */
 	const char *args;	  /* CNI_ARGS, "" when absent */
-	char pod_name[DP_POD_NAME_MAX]; /* "K8S_POD_NAMESPACE/K8S_POD_NAME", else the container id */
+	char
+	    pod_name[DP_POD_NAME_MAX]; /* "K8S_POD_NAMESPACE/K8S_POD_NAME", else the container id */
 };
 
 /* Read and check the environment through get (getenv in the binary): the variables the
@@ -89,7 +97,7 @@ struct cni_config {
 	size_t n_ips;
 	void *prev;  /* the prevResult JSON object (json_object *), owned via root */
 	void *valid; /* GC: "cni.dev/valid-attachments" (json_object * array), checked; or NULL */
-	void *root; /* the whole configuration (json_object *) */
+	void *root;  /* the whole configuration (json_object *) */
 };
 
 /* Parse and check a configuration (len bytes, need not be NUL-terminated): a JSON object,

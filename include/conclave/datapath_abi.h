@@ -136,13 +136,13 @@ struct dp_event_v1 {
 struct dp_pod_v1 {
 	__u64 drop_packets; /* drops of this pod's traffic, any reason (atomic adds) */
 	__u64 drop_bytes;
-	__u64 added_ns;		     /* CLOCK_MONOTONIC time of the ADD */
-	__u32 naddrs;		     /* used entries of addrs */
-	__u32 flags;		     /* reserved, 0 */
+	__u64 added_ns;			  /* CLOCK_MONOTONIC time of the ADD */
+	__u32 naddrs;			  /* used entries of addrs */
+	__u32 flags;			  /* reserved, 0 */
 	__u8 addrs[DP_POD_ADDRS_MAX][16]; /* IPv4-mapped for IPv4 */
-	char name[DP_POD_NAME_MAX];	     /* "namespace/name" from CNI_ARGS, else the container id */
-	char container_id[DP_POD_ID_MAX];    /* CNI_CONTAINERID */
-	char ifname[16];		     /* CNI_IFNAME, the interface inside the pod */
+	char name[DP_POD_NAME_MAX]; /* "namespace/name" from CNI_ARGS, else the container id */
+	char container_id[DP_POD_ID_MAX]; /* CNI_CONTAINERID */
+	char ifname[16];		  /* CNI_IFNAME, the interface inside the pod */
 };
 
 struct dp_pod_addr_v1 {

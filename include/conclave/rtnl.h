@@ -24,7 +24,8 @@ int rtnl_link_get(const char *ifname, int *ifindex, unsigned int *mtu, struct di
 
 struct rtnl_link {
 	int ifindex;
-	int peer_ifindex; /* IFLA_LINK: a veth's peer, as an index of the peer's namespace; 0 none */
+	int peer_ifindex; /* IFLA_LINK: a veth's peer, as an index of the peer's namespace; 0 none
+			   */
 	unsigned int mtu;
 	char kind[32]; /* IFLA_INFO_KIND ("veth", "bridge"); "" for links without one */
 };

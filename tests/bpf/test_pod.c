@@ -77,8 +77,12 @@ static int setup(void **state)
 	struct dp_pod_v1 rec = { .naddrs = 2 };
 	int ret;
 
-	if (!f || cluster_setup(state, DP_FX_INGRESS) < 0)
+	if (!f)
 		return -1;
+	if (cluster_setup(state, DP_FX_INGRESS) < 0) {
+		free(f);
+		return -1;
+	}
 	memcpy(&f->dp, *state, sizeof(f->dp));
 	free(*state);
 	*state = f;
@@ -239,12 +243,15 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(to_a_pod_of_this_node_passes, setup, teardown),
-		cmocka_unit_test_setup_teardown(into_an_attested_nodes_range_passes, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    to_a_cluster_address_of_no_attested_node_is_dropped_and_counted, setup, teardown),
-		cmocka_unit_test_setup_teardown(from_an_address_that_is_not_the_pods_is_dropped, setup,
+		cmocka_unit_test_setup_teardown(into_an_attested_nodes_range_passes, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(outside_the_cluster_passes_uncounted, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    to_a_cluster_address_of_no_attested_node_is_dropped_and_counted, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(from_an_address_that_is_not_the_pods_is_dropped,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(outside_the_cluster_passes_uncounted, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(audit_mode_counts_and_passes, setup, teardown),
 		cmocka_unit_test_setup_teardown(unconfigured_passes_everything_uncounted, setup,
 						teardown),

@@ -14,6 +14,8 @@ build=${CONCLAVE_BUILD:-$root/build}
 plugins=${CONCLAVE_CNI_PLUGINS:-/usr/lib/cni}
 # shellcheck source=tests/lib/cni_chain.bash
 . "$root/tests/lib/cni_chain.bash"
+# shellcheck source=tests/lib/cni_node.bash
+. "$root/tests/lib/cni_node.bash"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "1..0 # SKIP the CNI test needs root (network namespaces, bpffs)"
@@ -38,32 +40,12 @@ mon_pid=
 
 cleanup() {
 	[ -n "$mon_pid" ] && kill "$mon_pid" 2>/dev/null
-	for ns in node remote p1 p2 p3 p4 p5; do ip netns del "$pfx-$ns" 2>/dev/null; done
-	"$build/tests/tools/dp_node" unpin "$pins" >/dev/null 2>&1
-	rm -rf "$pins"
+	cni_node_cleanup p1 p2 p3 p4 p5
 	if [ -n "${CONCLAVE_KEEP_WORK:-}" ]; then echo "# kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"; shift
-	local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
-}
-check() {
-	local name=$1 diag=$2; shift 2
-	if "$@" >/dev/null 2>&1; then ok "$name"; else not_ok "$name" "false: $*" "$(eval "$diag")"; fi
-}
-bail() { echo "Bail out! $*"; exit 1; }
-quiet() { "$@" >"$work/setup.out" 2>&1 || bail "$* failed: $(tail -3 "$work/setup.out")"; }
-node() { nsenter --net="/run/netns/$pfx-node" "$@"; }
 pod() { local p=$1; shift; nsenter --net="/run/netns/$pfx-$p" "$@"; }
-ctl() { node "$build/conclavectl" "$@" --pin-root "$pins"; }
-pods_json() { ctl pods --json; }
-counter() { ctl status --json | jq -r ".counters.$1.packets"; }
-# pod_field NAME JQ: a field of the registered pod NAME (empty if not registered)
-pod_field() { pods_json | jq -r --arg p "$1" ".[] | select(.pod == \$p) | $2"; }
 ns_of() { echo "/run/netns/$pfx-$1"; }
 # cni NAME: runs conclave-cni alone with the given environment and stdin (file)
 cni() { node env "$@" "$work/bin/conclave-cni"; }
@@ -80,22 +62,7 @@ node_state() {
 echo "1..42"
 
 # ---- the node, its datapath, the remote side -------------------------------------------------
-quiet ip netns add "$pfx-node"
-quiet ip netns add "$pfx-remote"
-quiet node ip link set lo up
-quiet node sysctl -qw net.ipv4.ip_forward=1
-quiet ip -n "$pfx-node" link add up0 type veth peer name up0 netns "$pfx-remote"
-quiet ip -n "$pfx-node" addr add 192.0.2.1/30 dev up0
-quiet ip -n "$pfx-node" link set up0 up
-quiet ip -n "$pfx-remote" addr add 192.0.2.2/30 dev up0
-quiet ip -n "$pfx-remote" addr add 10.244.2.10/32 dev up0
-quiet ip -n "$pfx-remote" addr add 10.244.3.10/32 dev up0
-quiet ip -n "$pfx-remote" link set up0 up
-quiet ip -n "$pfx-remote" route add 10.244.1.0/24 via 192.0.2.1
-quiet ip -n "$pfx-node" route add 10.244.2.0/24 via 192.0.2.2
-quiet ip -n "$pfx-node" route add 10.244.3.0/24 via 192.0.2.2
-quiet node "$build/tests/tools/dp_node" load "$pins" --cidr 10.244.0.0/16 \
-	--node 10.244.1.0/24=1 --node 10.244.2.0/24=2
+cni_node_setup
 
 cat >"$work/net.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "conclave-test-$tag", "plugins": [
@@ -121,64 +88,64 @@ del_pod() { chain_del "$work/net.conflist" "$(cat "$work/$1.result")" "$2" "$(ns
 
 # ---- VERSION, STATUS ---------------------------------------------------------------------------
 out=$(echo '{"cniVersion": "1.0.0"}' | cni CNI_COMMAND=VERSION)
-check "VERSION lists 0.4.0, 1.0.0 and 1.1.0 and answers in the asked version" "echo '$out'" \
+check_why "VERSION lists 0.4.0, 1.0.0 and 1.1.0 and answers in the asked version" "echo '$out'" \
 	jq -e '.cniVersion == "1.0.0" and .supportedVersions == ["0.4.0", "1.0.0", "1.1.0"]' <<<"$out"
 jq '.plugins[1] + {cniVersion: "1.1.0", name: "n"}' "$work/net.conflist" >"$work/status.json"
-check "STATUS succeeds while the datapath is loaded" "cni CNI_COMMAND=STATUS <$work/status.json" \
+check_why "STATUS succeeds while the datapath is loaded" "cni CNI_COMMAND=STATUS <$work/status.json" \
 	cni CNI_COMMAND=STATUS <"$work/status.json"
 
 # ---- ADD ----------------------------------------------------------------------------------------
 if add_pod p1 c1 "$(k8s_args web-1)"; then ok "ADD pod 1 through loopback, bridge + host-local + conclave-cni"
 else not_ok "ADD pod 1 through loopback, bridge + host-local + conclave-cni" "$chain_out"; fi
 bridge_out=${chain_steps[0]}
-check "conclave-cni passes the bridge's result through unchanged" \
+check_why "conclave-cni passes the bridge's result through unchanged" \
 	"echo bridge: '$bridge_out'; echo ours: '$chain_out'" \
 	test "$(jq -S . <<<"$bridge_out")" = "$(jq -S . <<<"$chain_out")"
 ip1=$(jq -r '.ips[0].address | split("/")[0]' "$work/p1.result")
-check "pod 1 got an address of 10.244.1.0/24 on eth0 from host-local" "pod p1 ip -o addr" \
+check_why "pod 1 got an address of 10.244.1.0/24 on eth0 from host-local" "pod p1 ip -o addr" \
 	eval "[[ $ip1 == 10.244.1.* ]] && pod p1 ip -o addr show eth0 | grep -q ' $ip1/24 '"
 veth1=$(pod_field default/web-1 .veth) ifx1=$(pod_field default/web-1 .ifindex)
-check "conclavectl pods lists pod 1 as default/web-1 with its address, container and veth" \
+check_why "conclavectl pods lists pod 1 as default/web-1 with its address, container and veth" \
 	"pods_json" eval "[ \"$(pod_field default/web-1 '.addresses == ["'"$ip1"'"] and .container_id == "c1" and .ifname == "eth0"')\" = true ] && [[ $veth1 == veth* ]]"
-check "the pod program is attached to pod 1's host-side veth (tc ingress)" \
+check_why "the pod program is attached to pod 1's host-side veth (tc ingress)" \
 	"node tc filter show dev $veth1 ingress" eval "node tc filter show dev $veth1 ingress | grep -q dp_pod"
 if add_pod p2 c2 "IgnoreUnknown=1"; then ok "ADD pod 2 (no pod name in CNI_ARGS)"
 else not_ok "ADD pod 2 (no pod name in CNI_ARGS)" "$chain_out"; fi
 ip2=$(jq -r '.ips[0].address | split("/")[0]' "$work/p2.result")
-check "pod 2 is named by its container id" "pods_json" test "$(pod_field c2 .addresses[0])" = "$ip2"
+check_why "pod 2 is named by its container id" "pods_json" test "$(pod_field c2 .addresses[0])" = "$ip2"
 if chain_check "$work/net.conflist" "$(cat "$work/p1.result")" c1 "$(ns_of p1)" eth0 "$(k8s_args web-1)"; then
 	ok "CHECK of pod 1 passes through the whole chain"
 else not_ok "CHECK of pod 1 passes through the whole chain" "$chain_out"; fi
 
 # ---- traffic --------------------------------------------------------------------------------------
 local0=$(counter pass_pod_local) peer0=$(counter pass_pod_peer) unatt0=$(counter drop_pod_unattested)
-check "pod 1 reaches pod 2 on the same node" "pod p1 ping -c1 -W1 $ip2" pod p1 ping -c2 -W2 "$ip2"
-check "... counted as pass_pod_local" "ctl status" test "$(counter pass_pod_local)" -gt "$local0"
-check "pod 1 reaches 10.244.2.10 in attested node 2's range" "pod p1 ip route" \
+check_why "pod 1 reaches pod 2 on the same node" "pod p1 ping -c1 -W1 $ip2" pod p1 ping -c2 -W2 "$ip2"
+check_why "... counted as pass_pod_local" "node_ctl status" test "$(counter pass_pod_local)" -gt "$local0"
+check_why "pod 1 reaches 10.244.2.10 in attested node 2's range" "pod p1 ip route" \
 	pod p1 ping -c2 -W2 10.244.2.10
-check "... counted as pass_pod_peer" "ctl status" test "$(counter pass_pod_peer)" -gt "$peer0"
-check "the node itself reaches 10.244.3.10 (the route works: a drop is the pod program's)" \
+check_why "... counted as pass_pod_peer" "node_ctl status" test "$(counter pass_pod_peer)" -gt "$peer0"
+check_why "the node itself reaches 10.244.3.10 (the route works: a drop is the pod program's)" \
 	"node ip route" node ping -c1 -W2 10.244.3.10
 node "$build/conclavectl" monitor --pin-root "$pins" --json --count 1 >"$work/monitor.out" 2>&1 &
 mon_pid=$!
 sleep 0.5 # the monitor opens the ring buffer
-check "pod 1 does not reach 10.244.3.10, which no attested node owns" "true" \
+check_why "pod 1 does not reach 10.244.3.10, which no attested node owns" "true" \
 	eval '! pod p1 ping -c3 -i0.2 -W1 10.244.3.10'
-check "... counted as drop_pod_unattested" "ctl status" \
+check_why "... counted as drop_pod_unattested" "node_ctl status" \
 	test "$(counter drop_pod_unattested)" -ge "$((unatt0 + 3))"
-check "pod 1's record counts its 3 dropped packets; pod 2's none" "pods_json" \
+check_why "pod 1's record counts its 3 dropped packets; pod 2's none" "pods_json" \
 	eval '[ "$(pod_field default/web-1 .drop_packets)" = 3 ] && [ "$(pod_field c2 .drop_packets)" = 0 ]'
 for _ in $(seq 50); do kill -0 "$mon_pid" 2>/dev/null || break; sleep 0.1; done
-check "conclavectl monitor names pod default/web-1 in the drop event" "cat $work/monitor.out" \
+check_why "conclavectl monitor names pod default/web-1 in the drop event" "cat $work/monitor.out" \
 	jq -e --arg src "$ip1:0" '.reason == "drop_pod_unattested" and .direction == "pod" and
 		.pod == "default/web-1" and .container_id == "c1" and .destination == "10.244.3.10:0"' \
 	"$work/monitor.out"
 mon_pid=
-check "pod 2 does not reach 10.244.3.10 either" true eval '! pod p2 ping -c1 -W1 10.244.3.10'
-check "... and that drop is pod 2's" "pods_json" test "$(pod_field c2 .drop_packets)" = 1
+check_why "pod 2 does not reach 10.244.3.10 either" true eval '! pod p2 ping -c1 -W1 10.244.3.10'
+check_why "... and that drop is pod 2's" "pods_json" test "$(pod_field c2 .drop_packets)" = 1
 spoof0=$(counter drop_pod_spoofed)
 quiet pod p1 ip addr add 10.244.1.250/32 dev eth0
-check "pod 1 sending from an address that is not its own is dropped (drop_pod_spoofed)" "ctl status" \
+check_why "pod 1 sending from an address that is not its own is dropped (drop_pod_spoofed)" "node_ctl status" \
 	eval '! pod p1 ping -c1 -W1 -I 10.244.1.250 10.244.2.10 && [ "$(counter drop_pod_spoofed)" -gt "$spoof0" ]'
 
 # ---- bad input changes nothing -----------------------------------------------------------------
@@ -227,7 +194,7 @@ else
 	ok "a chain whose conclave-cni step fails fails ADD"
 fi
 veth4=$(jq -r '.interfaces[] | select(.sandbox == null and (.name | startswith("veth"))) | .name' <<<"${chain_steps[0]}")
-check "... and left no pod record or filter on its veth ($veth4)" "node tc filter show dev $veth4 ingress" \
+check_why "... and left no pod record or filter on its veth ($veth4)" "node tc filter show dev $veth4 ingress" \
 	eval "[ -n '$veth4' ] && ! node tc filter show dev $veth4 ingress | grep -q . && [ -z \"\$(pod_field c4 .pod)\" ]"
 chain_del "$work/bad.conflist" "${chain_steps[0]}" c4 "$(ns_of p3)" eth0 ""
 
@@ -236,31 +203,30 @@ veth2=$(pod_field c2 .veth)
 quiet node tc filter del dev "$veth2" ingress
 out=$(cni CNI_COMMAND=CHECK CNI_CONTAINERID=c2 CNI_NETNS="$(ns_of p2)" CNI_IFNAME=eth0 \
 	<<<"$(conf_of | jq -c --slurpfile r "$work/p2.result" '. + {prevResult: $r[0]}')")
-check "CHECK of pod 2 without its filter fails (code 101) naming the pod and the veth's filter" \
+check_why "CHECK of pod 2 without its filter fails (code 101) naming the pod and the veth's filter" \
 	"echo '$out'" jq -e '.code == 101 and (.msg | test("pod c2 .*no conclave filter"))' <<<"$out"
 
 # ---- DEL -------------------------------------------------------------------------------------------
 if del_pod p1 c1 "$(k8s_args web-1)"; then ok "DEL pod 1 (reverse order) succeeds"
 else not_ok "DEL pod 1 (reverse order) succeeds" "$chain_out"; fi
-addrs_of() { bpftool -j map dump pinned "$pins/pod_addrs" | jq --argjson i "$1" '[.[] | select(.value == $i)] | length'; }
-check "pod 1 is no longer registered (record and address), its veth is gone" \
+check_why "pod 1 is no longer registered (record and address), its veth is gone" \
 	"pods_json; bpftool map dump pinned $pins/pod_addrs" \
 	eval '[ -z "$(pod_field default/web-1 .pod)" ] && [ "$(addrs_of "$ifx1")" = 0 ] && ! node ip link show "$veth1"'
 if del_pod p1 c1 "$(k8s_args web-1)"; then ok "a second DEL of pod 1 succeeds"
 else not_ok "a second DEL of pod 1 succeeds" "$chain_out"; fi
 quiet ip netns del "$pfx-p2" # pod 2's sandbox is gone before the runtime's DEL
 out=$(cni CNI_COMMAND=DEL CNI_CONTAINERID=c2 CNI_NETNS="$(ns_of p2)" CNI_IFNAME=eth0 <<<"$(conf_of)")
-check "DEL of pod 2 with its netns gone (and no prevResult) succeeds and unregisters it" \
+check_why "DEL of pod 2 with its netns gone (and no prevResult) succeeds and unregisters it" \
 	"echo '$out'; pods_json" eval "[ -z '$out' ] && [ -z \"\$(pod_field c2 .pod)\" ]"
 out=$(cni CNI_COMMAND=DEL CNI_CONTAINERID=never-added CNI_IFNAME=eth0 <<<"$(conf_of)")
-check "DEL of an unknown container succeeds" "echo '$out'" test -z "$out"
+check_why "DEL of an unknown container succeeds" "echo '$out'" test -z "$out"
 # GC: of two pods, the one the runtime still knows stays
 add_pod p4 c5 "" >/dev/null || bail "ADD of pod 4 failed: $chain_out"
 add_pod p5 c6 "" >/dev/null || bail "ADD of pod 6 failed: $chain_out"
 out=$(cni CNI_COMMAND=GC CNI_PATH="$CNI_PATH" <<<"$(conf_of | jq -c '. + {"cni.dev/valid-attachments": [{"containerID": "c6", "ifname": "eth0"}]}')")
-check "GC with only pod c6 valid removes pod c5 and keeps c6" "echo '$out'; pods_json" \
+check_why "GC with only pod c6 valid removes pod c5 and keeps c6" "echo '$out'; pods_json" \
 	eval '[ -z "$(pod_field c5 .pod)" ] && [ "$(pod_field c6 .pod)" = c6 ]'
 del_pod p5 c6 "" >/dev/null
 del_pod p4 c5 "" >/dev/null
-check "at the end no pod is registered and no pod filter is left on the node" "pods_json; node_state" \
+check_why "at the end no pod is registered and no pod filter is left on the node" "pods_json; node_state" \
 	eval '[ "$(pods_json | jq length)" = 0 ] && ! node_state | grep -q dp_pod && [ "$(bpftool -j map dump pinned "$pins/pod_addrs" | jq length)" = 0 ]'

@@ -12,6 +12,8 @@ set -u
 root=${CONCLAVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${CONCLAVE_BUILD:-$root/build}
 plugins=${CONCLAVE_CNI_PLUGINS:-/usr/lib/cni}
+# shellcheck source=tests/lib/cni_node.bash
+. "$root/tests/lib/cni_node.bash"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "1..0 # SKIP the containerd test needs root"
@@ -50,35 +52,13 @@ cleanup() {
 	rm -f "$conflist" "/opt/cni/bin/$plugin"
 	for l in "${made_links[@]}"; do rm -f "$l"; done
 	for ((i = ${#made_dirs[@]} - 1; i >= 0; i--)); do rmdir "${made_dirs[$i]}" 2>/dev/null; done
-	for ns in node remote; do ip netns del "$pfx-$ns" 2>/dev/null; done
-	"$build/tests/tools/dp_node" unpin "$pins" >/dev/null 2>&1
-	rm -rf "$pins"
+	cni_node_cleanup
 	# containerd's state holds mounts only while tasks run; all have ended by now
 	if [ -n "${CONCLAVE_KEEP_WORK:-}" ]; then echo "# kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"; shift
-	local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
-}
-check() {
-	local name=$1 diag=$2; shift 2
-	if "$@" >/dev/null 2>&1; then ok "$name"; else not_ok "$name" "false: $*" "$(eval "$diag")"; fi
-}
-bail() { echo "Bail out! $*"; [ -f "$work/containerd.log" ] && tail -3 "$work/containerd.log" | sed 's/^/# /'; exit 1; }
-quiet() { "$@" >"$work/setup.out" 2>&1 || bail "$* failed: $(tail -3 "$work/setup.out")"; }
-node() { nsenter --net="/run/netns/$pfx-node" "$@"; }
-ctl() { node "$build/conclavectl" "$@" --pin-root "$pins"; }
-pods_json() { ctl pods --json; }
-pod_field() { pods_json | jq -r --arg p "$1" ".[] | select(.pod == \$p) | $2"; }
-until_true() {
-	local end=$(($(date +%s) + $1)); shift
-	until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.1; done
-}
 mkdir_owned() { [ -d "$1" ] || { mkdir -p "$1" && made_dirs+=("$1"); }; }
 
 # A container: its own busybox rootfs; its script reports through files in its /tmp (the
@@ -114,23 +94,7 @@ rc_of() { cat "$work/$1/tmp/rc-$2" 2>/dev/null; }
 echo "1..14"
 
 # ---- node, remote, datapath, CNI configuration --------------------------------------------------
-quiet ip netns add "$pfx-node"
-quiet ip netns add "$pfx-remote"
-quiet node ip link set lo up
-quiet node sysctl -qw net.ipv4.ip_forward=1
-quiet ip -n "$pfx-node" link add up0 type veth peer name up0 netns "$pfx-remote"
-quiet ip -n "$pfx-node" addr add 192.0.2.1/30 dev up0
-quiet ip -n "$pfx-node" link set up0 up
-quiet ip -n "$pfx-remote" addr add 192.0.2.2/30 dev up0
-quiet ip -n "$pfx-remote" addr add 10.244.2.10/32 dev up0
-quiet ip -n "$pfx-remote" addr add 10.244.3.10/32 dev up0
-quiet ip -n "$pfx-remote" link set up0 up
-quiet ip -n "$pfx-remote" route add 10.244.1.0/24 via 192.0.2.1
-quiet ip -n "$pfx-node" route add 10.244.2.0/24 via 192.0.2.2
-quiet ip -n "$pfx-node" route add 10.244.3.0/24 via 192.0.2.2
-quiet node "$build/tests/tools/dp_node" load "$pins" --cidr 10.244.0.0/16 \
-	--node 10.244.1.0/24=1 --node 10.244.2.0/24=2
-
+cni_node_setup
 mkdir_owned /etc/cni
 mkdir_owned /etc/cni/net.d
 mkdir_owned /opt/cni
@@ -164,43 +128,43 @@ a=$pfx-a b=$pfx-b
 ida=default-$a idb=default-$b # ctr's CNI container id: its namespace, "-", the container's id
 start_ctr "$a"
 start_ctr "$b"
-check "container a gets an address of 10.244.1.0/24 from the chain" "cat $work/$a.out" \
+check_why "container a gets an address of 10.244.1.0/24 from the chain" "cat $work/$a.out" \
 	until_true 60 eval "[[ \$(addr_of $a) == 10.244.1.* ]]"
-check "container b gets another one" "cat $work/$b.out" \
+check_why "container b gets another one" "cat $work/$b.out" \
 	until_true 60 eval "[[ \$(addr_of $b) == 10.244.1.* ]] && [ \$(addr_of $b) != \$(addr_of $a) ]"
 ipa=$(addr_of "$a") ipb=$(addr_of "$b")
-check "conclave registered container a (named by its container id) with its address" "pods_json" \
+check_why "conclave registered container a (named by its container id) with its address" "pods_json" \
 	until_true 10 test "$(pod_field "$ida" '.addresses[0]')" = "$ipa"
-check "conclave registered container b with its address" "pods_json" \
+check_why "conclave registered container b with its address" "pods_json" \
 	test "$(pod_field "$idb" '.addresses[0]')" = "$ipb"
 veth_a=$(pod_field "$ida" .veth) ifx_a=$(pod_field "$ida" .ifindex)
-check "the pod program runs on container a's host-side veth" "node tc filter show dev $veth_a ingress" \
+check_why "the pod program runs on container a's host-side veth" "node tc filter show dev $veth_a ingress" \
 	eval "node tc filter show dev '$veth_a' ingress | grep -q dp_pod"
 
 node "$build/conclavectl" monitor --pin-root "$pins" --json --count 1 >"$work/monitor.out" 2>&1 &
 mon=$!
 sleep 0.5 # the monitor opens the ring buffer
 ping_from "$a" "$ipb" 10.244.2.10 10.244.3.10 || not_ok "container a ran its pings" "cat $work/$a.out"
-check "container a reaches container b" "cat $work/$a/tmp/ping-$ipb" test "$(rc_of "$a" "$ipb")" = 0
-check "container a reaches 10.244.2.10 (attested node 2)" "cat $work/$a/tmp/ping-10.244.2.10" \
+check_why "container a reaches container b" "cat $work/$a/tmp/ping-$ipb" test "$(rc_of "$a" "$ipb")" = 0
+check_why "container a reaches 10.244.2.10 (attested node 2)" "cat $work/$a/tmp/ping-10.244.2.10" \
 	test "$(rc_of "$a" 10.244.2.10)" = 0
-check "container a does not reach 10.244.3.10 (no attested node's)" \
+check_why "container a does not reach 10.244.3.10 (no attested node's)" \
 	"cat $work/$a/tmp/ping-10.244.3.10" test "$(rc_of "$a" 10.244.3.10)" = 1
-check "the 3 drops are container a's, none container b's" "pods_json" \
+check_why "the 3 drops are container a's, none container b's" "pods_json" \
 	eval "[ \"\$(pod_field $ida .drop_packets)\" = 3 ] && [ \"\$(pod_field $idb .drop_packets)\" = 0 ]"
 until_true 5 eval "! kill -0 $mon"
 kill "$mon" 2>/dev/null
-check "conclavectl monitor attributes the drop to container a" "cat $work/monitor.out" \
+check_why "conclavectl monitor attributes the drop to container a" "cat $work/monitor.out" \
 	jq -e --arg c "$ida" '.reason == "drop_pod_unattested" and .pod == $c and .container_id == $c
 		and .destination == "10.244.3.10:0"' "$work/monitor.out"
 
 # ---- the containers end: ctr runs DEL ------------------------------------------------------------
 touch "$work/$a/tmp/stop"
-check "container a exits with status 0 (ctr run --rm)" "cat $work/$a.out" wait_ctr "$a"
-check "conclave removed container a: record, addresses and veth gone; b still registered" \
+check_why "container a exits with status 0 (ctr run --rm)" "cat $work/$a.out" wait_ctr "$a"
+check_why "conclave removed container a: record, addresses and veth gone; b still registered" \
 	"pods_json; bpftool map dump pinned $pins/pod_addrs" \
 	eval "[ -z \"\$(pod_field $ida .pod)\" ] && [ \"\$(bpftool -j map dump pinned $pins/pod_addrs | jq --argjson i $ifx_a '[.[] | select(.value == \$i)] | length')\" = 0 ] && ! node ip link show '$veth_a' && [ -n \"\$(pod_field $idb .pod)\" ]"
 touch "$work/$b/tmp/stop"
 wait_ctr "$b" >/dev/null 2>&1
-check "after container b exits no pod is registered on the node" "pods_json" \
+check_why "after container b exits no pod is registered on the node" "pods_json" \
 	test "$(pods_json | jq length)" = 0

@@ -105,19 +105,20 @@ static void cni_args_name_the_pod(void **state)
 	assert_int_equal(cni_args_pod_name("novalue;x=1", name, sizeof(name), &err), -1);
 	assert_int_equal(err.code, CNI_ERR_INVALID_ENV);
 	memset(&err, 0, sizeof(err));
-	assert_int_equal(cni_args_pod_name("K8S_POD_NAMESPACE=a;K8S_POD_NAME=b\x01", name,
-					   sizeof(name), &err),
-			 -1);
+	assert_int_equal(
+	    cni_args_pod_name("K8S_POD_NAMESPACE=a;K8S_POD_NAME=b\x01", name, sizeof(name), &err),
+	    -1);
 	assert_non_null(strstr(err.msg, "unprintable"));
 }
 
 /* ---- configuration ---- */
 
-#define PREV                                                                                     \
-	"{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"br0\",\"mac\":\"aa:bb:cc:dd:ee:ff\"}," \
-	"{\"name\":\"veth1\"},{\"name\":\"eth0\",\"sandbox\":\"/run/netns/p\"}],"                  \
-	"\"ips\":[{\"interface\":2,\"address\":\"10.244.1.2/24\",\"gateway\":\"10.244.1.1\"},"      \
-	"{\"interface\":2,\"address\":\"fd10::2/64\"},{\"interface\":0,"                           \
+#define PREV                                                                                    \
+	"{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"br0\",\"mac\":\"aa:bb:cc:dd:ee:" \
+	"ff\"},"                                                                                \
+	"{\"name\":\"veth1\"},{\"name\":\"eth0\",\"sandbox\":\"/run/netns/p\"}],"               \
+	"\"ips\":[{\"interface\":2,\"address\":\"10.244.1.2/24\",\"gateway\":\"10.244.1.1\"},"  \
+	"{\"interface\":2,\"address\":\"fd10::2/64\"},{\"interface\":0,"                        \
 	"\"address\":\"10.244.1.1/24\"}],\"dns\":{}}"
 #define CONF(extra) "{\"cniVersion\":\"1.0.0\",\"name\":\"net\",\"type\":\"conclave-cni\"" extra "}"
 
@@ -132,8 +133,8 @@ static void config_with_prev_result_parses(void **state)
 	struct cni_config c;
 	struct cni_error err;
 
-	assert_int_equal(parse(CONF(",\"pinRoot\":\"/sys/fs/bpf/t\",\"prevResult\":" PREV), &c, &err),
-			 0);
+	assert_int_equal(
+	    parse(CONF(",\"pinRoot\":\"/sys/fs/bpf/t\",\"prevResult\":" PREV), &c, &err), 0);
 	assert_string_equal(c.version, "1.0.0");
 	assert_string_equal(c.name, "net");
 	assert_string_equal(c.pin_root, "/sys/fs/bpf/t");
@@ -164,8 +165,10 @@ static void malformed_configs_are_refused(void **state)
 		{ "[1]", CNI_ERR_DECODE, "JSON object" },
 		{ CONF("") " {}", CNI_ERR_DECODE, "JSON" },
 		{ "{\"name\":\"n\"}", CNI_ERR_INVALID_CONFIG, "no cniVersion" },
-		{ "{\"cniVersion\":1,\"name\":\"n\"}", CNI_ERR_DECODE, "cniVersion must be a string" },
-		{ "{\"cniVersion\":\"0.3.1\",\"name\":\"n\"}", CNI_ERR_INCOMPATIBLE_VERSION, "0.3.1" },
+		{ "{\"cniVersion\":1,\"name\":\"n\"}", CNI_ERR_DECODE,
+		  "cniVersion must be a string" },
+		{ "{\"cniVersion\":\"0.3.1\",\"name\":\"n\"}", CNI_ERR_INCOMPATIBLE_VERSION,
+		  "0.3.1" },
 		{ "{\"cniVersion\":\"1.0.0\"}", CNI_ERR_INVALID_CONFIG, "no network name" },
 		{ CONF(",\"pinRoot\":\"relative\""), CNI_ERR_INVALID_CONFIG, "absolute" },
 		{ CONF(",\"pinRoot\":\"/sys/fs/bpf/../../etc\""), CNI_ERR_INVALID_CONFIG, ".." },
@@ -207,7 +210,8 @@ static void deep_nesting_is_refused(void **state)
 	struct cni_error err;
 	size_t n = 0;
 
-	n += (size_t)snprintf(text, sizeof(text), "{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"x\":");
+	n +=
+	    (size_t)snprintf(text, sizeof(text), "{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"x\":");
 	for (int i = 0; i < 100; i++)
 		text[n++] = '[';
 	for (int i = 0; i < 100; i++)
@@ -238,9 +242,8 @@ static void pod_addresses_are_the_sandbox_interfaces(void **state)
 	assert_non_null(strstr(err.msg, "no address for net1"));
 	cni_config_free(&c);
 	/* Without interface indexes every address is the pod's. */
-	assert_int_equal(parse(CONF(",\"prevResult\":{\"ips\":[{\"address\":\"10.1.0.5/16\"}]}"),
-			       &c, &err),
-			 0);
+	assert_int_equal(
+	    parse(CONF(",\"prevResult\":{\"ips\":[{\"address\":\"10.1.0.5/16\"}]}"), &c, &err), 0);
 	assert_int_equal(cni_pod_addresses(&c, "eth0", ips, 4, &n, &err), 0);
 	assert_int_equal(n, 1);
 	cni_config_free(&c);
@@ -255,9 +258,9 @@ static void result_is_prev_result_unchanged(void **state)
 	struct cni_error err;
 	char *text;
 
-	assert_int_equal(parse("{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"prevResult\":" PREV "}",
-			       &c, &err),
-			 0);
+	assert_int_equal(
+	    parse("{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"prevResult\":" PREV "}", &c, &err),
+	    0);
 	text = cni_result_text(&c);
 	assert_non_null(text);
 	out = json_tokener_parse(text);

@@ -43,12 +43,14 @@ static char *read_stdin(size_t *len, struct cni_error *err)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"conclave-cni: a chained CNI plugin (CNI 0.4.0, 1.0.0, 1.1.0). Container runtimes run\n"
-		"it from a conflist after the plugin that creates the pod's veth (bridge, ptp): it\n"
-		"registers the pod with the conclave datapath and attaches the per-pod eBPF program\n"
-		"to the pod's host-side veth. Configuration: {\"type\": \"conclave-cni\", \"pinRoot\":\n"
-		"\"/sys/fs/bpf/conclave\"}. See docs/cni.md.\n");
+	fprintf(
+	    stderr,
+	    "conclave-cni: a chained CNI plugin (CNI 0.4.0, 1.0.0, 1.1.0). Container runtimes run\n"
+	    "it from a conflist after the plugin that creates the pod's veth (bridge, ptp): it\n"
+	    "registers the pod with the conclave datapath and attaches the per-pod eBPF program\n"
+	    "to the pod's host-side veth. Configuration: {\"type\": \"conclave-cni\", "
+	    "\"pinRoot\":\n"
+	    "\"/sys/fs/bpf/conclave\"}. See docs/cni.md.\n");
 }
 
 int main(int argc, char **argv)

@@ -362,8 +362,8 @@ static int on_event(const struct dp_event_v1 *ev, void *ctx)
 		json_object_put(o);
 	} else {
 		printf("%s.%03dZ %-7s %-20s %-6s %s -> %s ifindex %u%s%s%s\n", when,
-		       (int)(real_ns / 1000000 % 1000), dir, datapath_reason_name(ev->reason), proto,
-		       src, dst, ev->ifindex, named ? " pod " : "", named ? pod.name : "",
+		       (int)(real_ns / 1000000 % 1000), dir, datapath_reason_name(ev->reason),
+		       proto, src, dst, ev->ifindex, named ? " pod " : "", named ? pod.name : "",
 		       ev->audit ? " (audit: passed)" : "");
 	}
 	fflush(stdout);
@@ -426,15 +426,16 @@ out:
 
 static void pods_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: conclavectl pods [--pin-root DIR] [--json]\n"
-		"List the pods conclave-cni registered on this node: the host-side veth the pod\n"
-		"program runs on, the pod (namespace/name, or its container id), its addresses and\n"
-		"the packets the program dropped for it.\n\n"
-		"  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
-		"  --json          print as JSON\n\n"
-		"Exit status: 0 shown, 1 no datapath pinned there, 2 usage error.\n",
-		DP_PIN_ROOT);
+	fprintf(
+	    f,
+	    "usage: conclavectl pods [--pin-root DIR] [--json]\n"
+	    "List the pods conclave-cni registered on this node: the host-side veth the pod\n"
+	    "program runs on, the pod (namespace/name, or its container id), its addresses and\n"
+	    "the packets the program dropped for it.\n\n"
+	    "  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
+	    "  --json          print as JSON\n\n"
+	    "Exit status: 0 shown, 1 no datapath pinned there, 2 usage error.\n",
+	    DP_PIN_ROOT);
 }
 
 static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
@@ -464,7 +465,8 @@ static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
 	json_object_object_add(o, "veth", json_object_new_string(veth));
 	json_object_object_add(o, "ifindex", json_object_new_int64(ifindex));
 	json_object_object_add(o, "addresses", addrs);
-	json_object_object_add(o, "drop_packets", json_object_new_int64((int64_t)pod->drop_packets));
+	json_object_object_add(o, "drop_packets",
+			       json_object_new_int64((int64_t)pod->drop_packets));
 	json_object_object_add(o, "drop_bytes", json_object_new_int64((int64_t)pod->drop_bytes));
 	json_object_array_add(list, o);
 	return 0;
@@ -496,8 +498,9 @@ int cmd_pods(int argc, char **argv)
 	} else {
 		rc = EXIT_OK;
 		if (list)
-			printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
-										 JSON_C_TO_STRING_SPACED));
+			printf("%s\n",
+			       json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
+									JSON_C_TO_STRING_SPACED));
 	}
 	json_object_put(list);
 	podpath_close(pp);

@@ -96,9 +96,9 @@ int cni_env_parse(struct cni_env *e, const char *(*get)(const char *name), struc
 	for (i = 0; i < ARRAY_SIZE(commands) && strcmp(cmd, commands[i].name); i++)
 		;
 	if (i == ARRAY_SIZE(commands))
-		return cni_fail(err, CNI_ERR_INVALID_ENV,
-				"CNI_COMMAND '%.32s' is none of ADD, DEL, CHECK, VERSION, STATUS, GC",
-				cmd);
+		return cni_fail(
+		    err, CNI_ERR_INVALID_ENV,
+		    "CNI_COMMAND '%.32s' is none of ADD, DEL, CHECK, VERSION, STATUS, GC", cmd);
 	e->cmd = commands[i].cmd;
 	needs_id = e->cmd == CNI_CMD_ADD || e->cmd == CNI_CMD_DEL || e->cmd == CNI_CMD_CHECK;
 	needs_netns = e->cmd == CNI_CMD_ADD || e->cmd == CNI_CMD_CHECK;
@@ -111,10 +111,11 @@ int cni_env_parse(struct cni_env *e, const char *(*get)(const char *name), struc
 	if (!needs_id)
 		return 0;
 	if (!e->container_id || !valid_container_id(e->container_id))
-		return cni_fail(err, CNI_ERR_INVALID_ENV,
-				"CNI_CONTAINERID '%.80s' is missing or not a container id (a letter "
-				"or digit, then letters, digits, '_', '.', '-'; under %d bytes)",
-				e->container_id ? e->container_id : "", DP_POD_ID_MAX);
+		return cni_fail(
+		    err, CNI_ERR_INVALID_ENV,
+		    "CNI_CONTAINERID '%.80s' is missing or not a container id (a letter "
+		    "or digit, then letters, digits, '_', '.', '-'; under %d bytes)",
+		    e->container_id ? e->container_id : "", DP_POD_ID_MAX);
 	if (!e->ifname || !valid_ifname(e->ifname))
 		return cni_fail(err, CNI_ERR_INVALID_ENV,
 				"CNI_IFNAME '%.32s' is missing or not an interface name",
@@ -175,8 +176,8 @@ static json_object *member(json_object *o, const char *key)
 
 /* A string member into out: 1 if present, 0 if absent, -1 (err set) if not a string or too
  * long or with unprintable bytes. */
-static int string_member(json_object *o, const char *where, const char *key, char *out,
-			 size_t len, struct cni_error *err)
+static int string_member(json_object *o, const char *where, const char *key, char *out, size_t len,
+			 struct cni_error *err)
 {
 	json_object *v = member(o, key);
 	const char *s;
@@ -186,7 +187,8 @@ static int string_member(json_object *o, const char *where, const char *key, cha
 	if (!json_object_is_type(v, json_type_string))
 		return cni_fail(err, CNI_ERR_DECODE, "%s%s must be a string", where, key);
 	s = json_object_get_string(v);
-	if ((size_t)json_object_get_string_len(v) >= len || strlen(s) != (size_t)json_object_get_string_len(v))
+	if ((size_t)json_object_get_string_len(v) >= len ||
+	    strlen(s) != (size_t)json_object_get_string_len(v))
 		return cni_fail(err, CNI_ERR_DECODE, "%s%s is longer than %zu bytes", where, key,
 				len - 1);
 	if (!printable(s))
@@ -207,7 +209,7 @@ static bool has_dotdot(const char *path)
 static int parse_interfaces(struct cni_config *c, json_object *prev, struct cni_error *err)
 {
 	json_object *list = member(prev, "interfaces");
-	char sandbox[PATH_MAX];
+	char sandbox[PATH_MAX] = "";
 	size_t n;
 
 	if (!list)
@@ -229,8 +231,8 @@ static int parse_interfaces(struct cni_config *c, json_object *prev, struct cni_
 		ret = string_member(it, "prevResult.interfaces[].", "name", f->name,
 				    sizeof(f->name), err);
 		if (ret == 0)
-			return cni_fail(err, CNI_ERR_DECODE, "prevResult.interfaces[%zu] has no name",
-					i);
+			return cni_fail(err, CNI_ERR_DECODE,
+					"prevResult.interfaces[%zu] has no name", i);
 		if (ret < 0)
 			return -1;
 		ret = string_member(it, "prevResult.interfaces[].", "sandbox", sandbox,
@@ -260,7 +262,8 @@ static int parse_ip(struct cni_config *c, json_object *it, size_t i, struct cni_
 				i);
 	if (dp_cidr_parse(text, 0, &cidr) < 0)
 		return cni_fail(err, CNI_ERR_DECODE,
-				"prevResult.ips[%zu].address '%s' is not an address/prefix", i, text);
+				"prevResult.ips[%zu].address '%s' is not an address/prefix", i,
+				text);
 	ip->family = cidr.family;
 	ip->prefixlen = cidr.prefixlen;
 	memcpy(ip->addr, cidr.addr, sizeof(ip->addr));
@@ -268,8 +271,8 @@ static int parse_ip(struct cni_config *c, json_object *it, size_t i, struct cni_
 	if (!iface)
 		return 0;
 	if (!json_object_is_type(iface, json_type_int))
-		return cni_fail(err, CNI_ERR_DECODE, "prevResult.ips[%zu].interface must be an integer",
-				i);
+		return cni_fail(err, CNI_ERR_DECODE,
+				"prevResult.ips[%zu].interface must be an integer", i);
 	idx = json_object_get_int64(iface);
 	if (idx < 0 || (size_t)idx >= c->n_ifaces)
 		return cni_fail(err, CNI_ERR_DECODE,
@@ -295,8 +298,8 @@ static int parse_prev(struct cni_config *c, json_object *prev, struct cni_error 
 		return cni_fail(err, CNI_ERR_DECODE, "prevResult.ips must be an array");
 	n = json_object_array_length(ips);
 	if (n > CNI_MAX_IPS)
-		return cni_fail(err, CNI_ERR_DECODE, "prevResult lists %zu addresses, at most %d", n,
-				CNI_MAX_IPS);
+		return cni_fail(err, CNI_ERR_DECODE, "prevResult lists %zu addresses, at most %d",
+				n, CNI_MAX_IPS);
 	for (size_t i = 0; i < n; i++)
 		if (parse_ip(c, json_object_array_get_idx(ips, i), i, err) < 0)
 			return -1;
@@ -316,10 +319,11 @@ static int parse_valid(struct cni_config *c, json_object *list, struct cni_error
 		    !(id = member(it, "containerID")) || !(ifname = member(it, "ifname")) ||
 		    !json_object_is_type(id, json_type_string) ||
 		    !json_object_is_type(ifname, json_type_string))
-			return cni_fail(err, CNI_ERR_DECODE,
-					"cni.dev/valid-attachments[%zu] needs string containerID and "
-					"ifname",
-					i);
+			return cni_fail(
+			    err, CNI_ERR_DECODE,
+			    "cni.dev/valid-attachments[%zu] needs string containerID and "
+			    "ifname",
+			    i);
 	}
 	c->valid = list;
 	return 0;
@@ -442,8 +446,8 @@ int cni_pod_addresses(const struct cni_config *c, const char *ifname, struct cni
 	for (size_t i = 0; i < c->n_ips; i++) {
 		const struct cni_ip *ip = &c->ips[i];
 
-		if (ip->iface >= 0 && (!c->ifaces[ip->iface].sandbox ||
-				       strcmp(c->ifaces[ip->iface].name, ifname)))
+		if (ip->iface >= 0 &&
+		    (!c->ifaces[ip->iface].sandbox || strcmp(c->ifaces[ip->iface].name, ifname)))
 			continue;
 		if (*n == max)
 			return cni_fail(err, CNI_ERR_INVALID_CONFIG,
@@ -451,10 +455,11 @@ int cni_pod_addresses(const struct cni_config *c, const char *ifname, struct cni
 		out[(*n)++] = *ip;
 	}
 	if (!*n)
-		return cni_fail(err, CNI_ERR_INVALID_CONFIG,
-				"prevResult has no address for %s: conclave-cni must follow a plugin "
-				"with IPAM (e.g. bridge + host-local) in the chain",
-				ifname);
+		return cni_fail(
+		    err, CNI_ERR_INVALID_CONFIG,
+		    "prevResult has no address for %s: conclave-cni must follow a plugin "
+		    "with IPAM (e.g. bridge + host-local) in the chain",
+		    ifname);
 	return 0;
 }
 
@@ -508,9 +513,9 @@ char *cni_error_text(const char *version, const struct cni_error *err)
 {
 	json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "cniVersion",
-			       json_object_new_string(version && *version ? version
-									  : CNI_VERSION_LATEST));
+	json_object_object_add(
+	    o, "cniVersion",
+	    json_object_new_string(version && *version ? version : CNI_VERSION_LATEST));
 	json_object_object_add(o, "code", json_object_new_int((int)err->code));
 	json_object_object_add(o, "msg", json_object_new_string(err->msg));
 	if (err->details[0])

@@ -36,7 +36,8 @@ static int pod_link(const char *netns, const char *ifname, struct rtnl_link *l,
 		ret = rtnl_link_info(ifname, 0, l, &d);
 		/* Without our own namespace back every later step would act on the pod's. */
 		if (setns(self, CLONE_NEWNET) < 0) {
-			fprintf(stderr, "conclave-cni: cannot return to our network namespace: %s\n",
+			fprintf(stderr,
+				"conclave-cni: cannot return to our network namespace: %s\n",
 				strerror(errno));
 			abort();
 		}
@@ -96,9 +97,26 @@ static int pod_record(const struct cni_env *e, const struct cni_config *c, struc
 	return 0;
 }
 
-static unsigned int open_code(int ret)
+/* What ADD and CHECK both start from: prevResult, the pod's record, its host-side veth and the
+ * opened datapath (*pp, for the caller to close). */
+static int resolve(const struct cni_env *e, const struct cni_config *c, struct dp_pod_v1 *pod,
+		   uint32_t *ifindex, struct podpath **pp, struct cni_error *err)
 {
-	return ret == -ENOENT || ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH;
+	struct diag d = { { 0 } };
+	int ret;
+
+	if (!c->has_prev)
+		return cni_fail(err, CNI_ERR_INVALID_CONFIG,
+				"no prevResult: conclave-cni is a chained plugin and must follow "
+				"the plugin that creates the pod's interface (e.g. bridge)");
+	if (pod_record(e, c, pod, err) < 0 || host_veth(e, ifindex, err) < 0)
+		return -1;
+	ret = podpath_open(c->pin_root, pp, &d);
+	if (ret < 0)
+		return cni_fail(err, ret == -ENOENT || ret == -EAGAIN ? CNI_ERR_TRY_AGAIN
+								       : CNI_ERR_DATAPATH,
+				"%s", d.msg);
+	return 0;
 }
 
 static int cmd_add(const struct cni_env *e, const struct cni_config *c, char **out,
@@ -110,15 +128,8 @@ static int cmd_add(const struct cni_env *e, const struct cni_config *c, char **o
 	uint32_t ifindex;
 	int ret;
 
-	if (!c->has_prev)
-		return cni_fail(err, CNI_ERR_INVALID_CONFIG,
-				"no prevResult: conclave-cni is a chained plugin and must follow "
-				"the plugin that creates the pod's interface (e.g. bridge)");
-	if (pod_record(e, c, &pod, err) < 0 || host_veth(e, &ifindex, err) < 0)
+	if (resolve(e, c, &pod, &ifindex, &pp, err) < 0)
 		return -1;
-	ret = podpath_open(c->pin_root, &pp, &d);
-	if (ret < 0)
-		return cni_fail(err, open_code(ret), "%s", d.msg);
 	pod.added_ns = mono_ns();
 	ret = podpath_add(pp, ifindex, &pod, &d);
 	podpath_close(pp);
@@ -163,13 +174,8 @@ static int cmd_check(const struct cni_env *e, const struct cni_config *c, struct
 	uint32_t ifindex;
 	int ret;
 
-	if (!c->has_prev)
-		return cni_fail(err, CNI_ERR_INVALID_CONFIG, "CHECK needs prevResult");
-	if (pod_record(e, c, &pod, err) < 0 || host_veth(e, &ifindex, err) < 0)
+	if (resolve(e, c, &pod, &ifindex, &pp, err) < 0)
 		return -1;
-	ret = podpath_open(c->pin_root, &pp, &d);
-	if (ret < 0)
-		return cni_fail(err, open_code(ret), "%s", d.msg);
 	ret = podpath_check(pp, ifindex, &pod, &d);
 	podpath_close(pp);
 	if (ret < 0)
@@ -210,7 +216,8 @@ static int cmd_gc(const struct cni_config *c, struct cni_error *err)
 	if (ret == -ENOENT)
 		return 0;
 	if (ret < 0)
-		return cni_fail(err, open_code(ret), "%s", d.msg);
+		return cni_fail(err, ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH, "%s",
+				d.msg);
 	if (!c->valid) {
 		podpath_close(g.pp);
 		return cni_fail(err, CNI_ERR_INVALID_CONFIG,

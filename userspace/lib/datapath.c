@@ -51,9 +51,9 @@ enum map_id {
 };
 
 static const char *const map_name_of[M_MAX] = {
-	[M_PEERS] = "peers",	     [M_CONFIG] = "config",	    [M_ALLOW] = "allow",
-	[M_CIDR4] = "cidr4",	     [M_CIDR6] = "cidr6",	    [M_COUNTERS] = "counters",
-	[M_EVENTS] = "events",	     [M_PEER_NET4] = "peer_net4", [M_PEER_NET6] = "peer_net6",
+	[M_PEERS] = "peers",   [M_CONFIG] = "config",	    [M_ALLOW] = "allow",
+	[M_CIDR4] = "cidr4",   [M_CIDR6] = "cidr6",	    [M_COUNTERS] = "counters",
+	[M_EVENTS] = "events", [M_PEER_NET4] = "peer_net4", [M_PEER_NET6] = "peer_net6",
 };
 
 static const char *const pin_prog_names[OBJ_MAX] = { DP_PIN_PROG_INGRESS, DP_PIN_PROG_EGRESS,
@@ -260,8 +260,8 @@ static int open_objects(struct bpf_object *obj[OBJ_MAX], const char *pin_root, s
 {
 	static const char *const names[OBJ_MAX] = { "ingress_bpf", "egress_bpf", "pod_bpf" };
 	size_t len[OBJ_MAX];
-	const void *elf[OBJ_MAX] = { ingress_bpf__elf_bytes(&len[0]), egress_bpf__elf_bytes(&len[1]),
-				     pod_bpf__elf_bytes(&len[2]) };
+	const void *elf[OBJ_MAX] = { ingress_bpf__elf_bytes(&len[0]),
+				     egress_bpf__elf_bytes(&len[1]), pod_bpf__elf_bytes(&len[2]) };
 	int ret = 0;
 
 	for (int i = 0; i < OBJ_MAX; i++)
@@ -290,8 +290,8 @@ static int open_objects(struct bpf_object *obj[OBJ_MAX], const char *pin_root, s
  * such as the bpffs root itself, loses nothing else. */
 static int unpin_ours(const char *pin_root, struct diag *d)
 {
-	static const char *const progs[] = { DP_PIN_PROG_INGRESS,	   DP_PIN_PROG_EGRESS,
-					     DP_PIN_PROG_POD,		   DP_PIN_PROG_INGRESS "_new",
+	static const char *const progs[] = { DP_PIN_PROG_INGRESS,	DP_PIN_PROG_EGRESS,
+					     DP_PIN_PROG_POD,		DP_PIN_PROG_INGRESS "_new",
 					     DP_PIN_PROG_EGRESS "_new", DP_PIN_PROG_POD "_new" };
 	struct bpf_object *obj[OBJ_MAX];
 	struct bpf_map *m;
@@ -1262,8 +1262,8 @@ static int set_tries(struct datapath *dp, int m4, int m6, const struct dp_cidr *
 			goto out;
 		}
 	}
-	ret = sync_small(dp->map_fd[m4], (uint8_t *)k4, (uint8_t *)v4, sizeof(*v4), n4,
-			 sizeof(*k4), sizeof(*v4), add_first);
+	ret = sync_small(dp->map_fd[m4], (uint8_t *)k4, (uint8_t *)v4, sizeof(*v4), n4, sizeof(*k4),
+			 sizeof(*v4), add_first);
 	if (ret >= 0)
 		ret = sync_small(dp->map_fd[m6], (uint8_t *)k6, (uint8_t *)v6, sizeof(*v6), n6,
 				 sizeof(*k6), sizeof(*v6), add_first);

@@ -91,8 +91,9 @@ int podpath_open(const char *pin_root, struct podpath **out, struct diag *d)
 	/* Unconfigured, the programs pass everything: a pod added now would not be enforced. */
 	if (ret >= 0 && cfg.abi != DP_ABI_VERSION) {
 		ret = -EAGAIN;
-		diag_set(d, "the datapath under %s is not configured yet (ABI %u, want %d): "
-			    "conclave-agent has not finished starting",
+		diag_set(d,
+			 "the datapath under %s is not configured yet (ABI %u, want %d): "
+			 "conclave-agent has not finished starting",
 			 pp->pin_root, cfg.abi, DP_ABI_VERSION);
 	}
 	if (ret < 0) {
@@ -243,7 +244,8 @@ int podpath_add(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 	ret = bpf_map_update_elem(pp->map_fd[PM_PODS], &ifindex, pod, BPF_ANY);
 	if (ret < 0) {
 		diag_set(d, "cannot register the pod in %s/pods: %s%s", pp->pin_root,
-			 strerror(-ret), ret == -E2BIG ? " (the node has its maximum of pods)" : "");
+			 strerror(-ret),
+			 ret == -E2BIG ? " (the node has its maximum of pods)" : "");
 		return ret;
 	}
 	for (; done < pod->naddrs; done++) {

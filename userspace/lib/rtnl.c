@@ -257,7 +257,8 @@ static int link_reply(const struct nlmsghdr *nlh, void *data)
 	    mnl_attr_parse(nlh, sizeof(*ifi), keep_attr, &t) != MNL_CB_OK)
 		return -EBADMSG;
 	ifi = mnl_nlmsg_get_payload(nlh);
-	if (ifi->ifi_index <= 0 || (tb[IFLA_MTU] && mnl_attr_validate(tb[IFLA_MTU], MNL_TYPE_U32)) ||
+	if (ifi->ifi_index <= 0 ||
+	    (tb[IFLA_MTU] && mnl_attr_validate(tb[IFLA_MTU], MNL_TYPE_U32)) ||
 	    (tb[IFLA_LINK] && mnl_attr_validate(tb[IFLA_LINK], MNL_TYPE_U32)))
 		return -EBADMSG;
 	li->ifindex = ifi->ifi_index;
