@@ -35,6 +35,10 @@ int podpath_get(struct podpath *pp, uint32_t ifindex, struct dp_pod_v1 *pod);
  * filter on the veth (gone with the veth is fine). Missing pieces are not errors. */
 int podpath_del(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *pod, struct diag *d);
 
+/* podpath_del of the pod of container_id/ifname, if one is registered (none: 0). */
+int podpath_forget(struct podpath *pp, const char *container_id, const char *ifname,
+		   struct diag *d);
+
 /* Everything ADD made is in place: the record of this container and ifname at ifindex holding
  * exactly these addresses, each address mapping to ifindex, and our filter on the veth running
  * the pod program. -ENOENT / -ESTALE with what is missing or wrong in d. */

@@ -15,16 +15,7 @@ plugins=${CONCLAVE_CNI_PLUGINS:-/usr/lib/cni}
 # shellcheck source=tests/lib/cni_node.bash
 . "$root/tests/lib/cni_node.bash"
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the containerd test needs root"
-	exit 0
-fi
-for tool in containerd ctr runc containerd-shim-runc-v2 busybox ip nsenter jq bpftool tc; do
-	command -v "$tool" >/dev/null || { echo "1..0 # SKIP $tool is not installed"; exit 0; }
-done
-for p in bridge host-local loopback; do
-	[ -x "$plugins/$p" ] || { echo "1..0 # SKIP $plugins/$p missing (containernetworking-plugins)"; exit 0; }
-done
+cni_require containerd ctr runc containerd-shim-runc-v2 busybox ip nsenter jq bpftool tc
 
 work=$(mktemp -d /tmp/conclave-ctr-XXXXXX)
 tag=${work##*-}

@@ -8,6 +8,19 @@
 # shellcheck source=tests/e2e/tap.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/tap.bash"
 
+# cni_require TOOL...: the whole test is skipped (plan 1..0) without root, one of the tools, or
+# Debian's reference plugins in $plugins
+cni_require() {
+	local t
+	[ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP needs root (network namespaces, bpffs)"; exit 0; }
+	for t in "$@"; do
+		command -v "$t" >/dev/null || { echo "1..0 # SKIP $t is not installed"; exit 0; }
+	done
+	for t in bridge host-local loopback; do
+		[ -x "$plugins/$t" ] || { echo "1..0 # SKIP $plugins/$t missing (containernetworking-plugins)"; exit 0; }
+	done
+}
+
 # check_why NAME DIAGNOSTIC CMD...: ok if CMD succeeds, else not ok with DIAGNOSTIC's output
 check_why() {
 	local name=$1 diag=$2; shift 2

@@ -97,46 +97,36 @@ static int pod_record(const struct cni_env *e, const struct cni_config *c, struc
 	return 0;
 }
 
-/* What ADD and CHECK both start from: prevResult, the pod's record, its host-side veth and the
- * opened datapath (*pp, for the caller to close). */
-static int resolve(const struct cni_env *e, const struct cni_config *c, struct dp_pod_v1 *pod,
-		   uint32_t *ifindex, struct podpath **pp, struct cni_error *err)
+/* ADD registers the pod and attaches the program; CHECK verifies that both are in place. Both
+ * start from prevResult, the pod's record and its host-side veth. */
+static int cmd_pod(const struct cni_env *e, const struct cni_config *c, char **out,
+		   struct cni_error *err)
 {
+	bool add = e->cmd == CNI_CMD_ADD;
+	struct podpath *pp = NULL;
+	struct dp_pod_v1 pod;
 	struct diag d = { { 0 } };
+	uint32_t ifindex = 0;
 	int ret;
 
 	if (!c->has_prev)
 		return cni_fail(err, CNI_ERR_INVALID_CONFIG,
 				"no prevResult: conclave-cni is a chained plugin and must follow "
 				"the plugin that creates the pod's interface (e.g. bridge)");
-	if (pod_record(e, c, pod, err) < 0 || host_veth(e, ifindex, err) < 0)
+	if (pod_record(e, c, &pod, err) < 0 || host_veth(e, &ifindex, err) < 0)
 		return -1;
-	ret = podpath_open(c->pin_root, pp, &d);
+	ret = podpath_open(c->pin_root, &pp, &d);
 	if (ret < 0)
-		return cni_fail(err, ret == -ENOENT || ret == -EAGAIN ? CNI_ERR_TRY_AGAIN
-								       : CNI_ERR_DATAPATH,
-				"%s", d.msg);
-	return 0;
-}
-
-static int cmd_add(const struct cni_env *e, const struct cni_config *c, char **out,
-		   struct cni_error *err)
-{
-	struct podpath *pp = NULL;
-	struct dp_pod_v1 pod;
-	struct diag d = { { 0 } };
-	uint32_t ifindex;
-	int ret;
-
-	if (resolve(e, c, &pod, &ifindex, &pp, err) < 0)
-		return -1;
+		return cni_fail(
+		    err, ret == -ENOENT || ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH,
+		    "%s", d.msg);
 	pod.added_ns = mono_ns();
-	ret = podpath_add(pp, ifindex, &pod, &d);
+	ret = add ? podpath_add(pp, ifindex, &pod, &d) : podpath_check(pp, ifindex, &pod, &d);
 	podpath_close(pp);
 	if (ret < 0)
-		return cni_fail(err, CNI_ERR_DATAPATH, "pod %s: %s", pod.name, d.msg);
-	*out = cni_result_text(c);
-	if (!*out)
+		return cni_fail(err, add ? CNI_ERR_DATAPATH : CNI_ERR_CHECK, "pod %s%s: %s",
+				pod.name, add ? "" : " is not enforced", d.msg);
+	if (add && !(*out = cni_result_text(c)))
 		return cni_fail(err, CNI_ERR_IO, "out of memory");
 	return 0;
 }
@@ -146,40 +136,18 @@ static int cmd_add(const struct cni_env *e, const struct cni_config *c, char **o
 static int cmd_del(const struct cni_env *e, const struct cni_config *c, struct cni_error *err)
 {
 	struct podpath *pp = NULL;
-	struct dp_pod_v1 pod;
 	struct diag d = { { 0 } };
-	uint32_t ifindex;
 	int ret = podpath_open(c->pin_root, &pp, &d);
 
 	if (ret == -ENOENT)
 		return 0;
-	if (ret < 0 && ret != -EAGAIN)
-		return cni_fail(err, CNI_ERR_DATAPATH, "%s", d.msg);
-	if (ret == -EAGAIN) /* loaded, not configured: records may still be there */
-		return cni_fail(err, CNI_ERR_TRY_AGAIN, "%s", d.msg);
-	ret = podpath_find(pp, e->container_id, e->ifname, &ifindex, &pod, &d);
-	if (ret == 1)
-		ret = podpath_del(pp, ifindex, &pod, &d);
+	/* Loaded but not configured (try again): records may still be there. */
+	if (ret == 0)
+		ret = podpath_forget(pp, e->container_id, e->ifname, &d);
 	podpath_close(pp);
 	if (ret < 0)
-		return cni_fail(err, CNI_ERR_DATAPATH, "%s", d.msg);
-	return 0;
-}
-
-static int cmd_check(const struct cni_env *e, const struct cni_config *c, struct cni_error *err)
-{
-	struct podpath *pp = NULL;
-	struct dp_pod_v1 pod;
-	struct diag d = { { 0 } };
-	uint32_t ifindex;
-	int ret;
-
-	if (resolve(e, c, &pod, &ifindex, &pp, err) < 0)
-		return -1;
-	ret = podpath_check(pp, ifindex, &pod, &d);
-	podpath_close(pp);
-	if (ret < 0)
-		return cni_fail(err, CNI_ERR_CHECK, "pod %s is not enforced: %s", pod.name, d.msg);
+		return cni_fail(err, ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH, "%s",
+				d.msg);
 	return 0;
 }
 
@@ -258,9 +226,9 @@ int cni_plugin_run(const struct cni_env *e, const char *in, size_t len, char **o
 		return -1;
 	snprintf(version, 16, "%s", c.version);
 	switch (e->cmd) {
-	case CNI_CMD_ADD: ret = cmd_add(e, &c, out, err); break;
+	case CNI_CMD_ADD:
+	case CNI_CMD_CHECK: ret = cmd_pod(e, &c, out, err); break;
 	case CNI_CMD_DEL: ret = cmd_del(e, &c, err); break;
-	case CNI_CMD_CHECK: ret = cmd_check(e, &c, err); break;
 	case CNI_CMD_GC: ret = cmd_gc(&c, err); break;
 	default: ret = cmd_status(&c, err); break;
 	}

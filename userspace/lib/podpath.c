@@ -317,6 +317,15 @@ int podpath_del(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 	return 0;
 }
 
+int podpath_forget(struct podpath *pp, const char *container_id, const char *ifname, struct diag *d)
+{
+	struct dp_pod_v1 pod;
+	uint32_t ifindex;
+	int ret = podpath_find(pp, container_id, ifname, &ifindex, &pod, d);
+
+	return ret == 1 ? podpath_del(pp, ifindex, &pod, d) : ret;
+}
+
 int podpath_check(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *want,
 		  struct diag *d)
 {
