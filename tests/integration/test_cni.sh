@@ -50,7 +50,7 @@ node_state() {
 	done
 }
 
-echo "1..42"
+echo "1..43"
 
 # ---- the node, its datapath, the remote side -------------------------------------------------
 cni_node_setup
@@ -132,6 +132,10 @@ check_why "conclavectl monitor names pod default/web-1 in the drop event" "cat $
 		.pod == "default/web-1" and .container_id == "c1" and .destination == "10.244.3.10:0"' \
 	"$work/monitor.out"
 mon_pid=
+conf1=$(jq -c --slurpfile r "$work/p1.result" '.plugins[1] + {cniVersion: .cniVersion, name: .name, prevResult: $r[0]}' "$work/net.conflist")
+out=$(cni CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="$(ns_of p1)" CNI_IFNAME=eth0 CNI_ARGS="$(k8s_args web-1)" <<<"$conf1")
+check_why "a repeated ADD of pod 1 succeeds and keeps its record's drop counters" "echo '$out'; pods_json" \
+	eval '[ "$(jq -S . <<<"$out")" = "$(jq -S . "$work/p1.result")" ] && [ "$(pod_field default/web-1 .drop_packets)" = 3 ]'
 check_why "pod 2 does not reach 10.244.3.10 either" true eval '! pod p2 ping -c1 -W1 10.244.3.10'
 check_why "... and that drop is pod 2's" "pods_json" test "$(pod_field c2 .drop_packets)" = 1
 spoof0=$(counter drop_pod_spoofed)

@@ -195,13 +195,24 @@ int podpath_get(struct podpath *pp, uint32_t ifindex, struct dp_pod_v1 *pod)
 	return bpf_map_lookup_elem(pp->map_fd[PM_PODS], &ifindex, pod) == 0;
 }
 
-/* Remove the addresses of pod that still point to ifindex. */
-static void del_addrs(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *pod, size_t n)
+static bool has_addr(const struct dp_pod_v1 *pod, const uint8_t addr[16])
+{
+	for (size_t i = 0; pod && i < pod->naddrs && i < DP_POD_ADDRS_MAX; i++)
+		if (!memcmp(pod->addrs[i], addr, 16))
+			return true;
+	return false;
+}
+
+/* Remove the first n addresses of pod that still point to ifindex, except those keep has. */
+static void del_addrs(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *pod, size_t n,
+		      const struct dp_pod_v1 *keep)
 {
 	for (size_t i = 0; i < n && i < DP_POD_ADDRS_MAX; i++) {
 		struct dp_pod_addr_v1 k;
 		__u32 owner;
 
+		if (has_addr(keep, pod->addrs[i]))
+			continue;
 		memcpy(k.addr, pod->addrs[i], sizeof(k.addr));
 		if (bpf_map_lookup_elem(pp->map_fd[PM_ADDRS], &k, &owner) == 0 && owner == ifindex)
 			bpf_map_delete_elem(pp->map_fd[PM_ADDRS], &k);
@@ -223,8 +234,8 @@ static bool held_elsewhere(struct podpath *pp, const uint8_t addr[16], uint32_t 
 
 int podpath_add(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *pod, struct diag *d)
 {
-	struct dp_pod_v1 old, other;
-	bool had_old = podpath_get(pp, ifindex, &old), qdisc = false;
+	struct dp_pod_v1 old, other, rec = *pod;
+	bool had_old = podpath_get(pp, ifindex, &old), qdisc = false, same;
 	char a[INET6_ADDRSTRLEN];
 	size_t done = 0;
 	uint32_t owner;
@@ -241,7 +252,13 @@ int podpath_add(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 				 a, other.name, other.container_id, owner);
 			return -EEXIST;
 		}
-	ret = bpf_map_update_elem(pp->map_fd[PM_PODS], &ifindex, pod, BPF_ANY);
+	same = had_old && !strncmp(old.container_id, pod->container_id, sizeof(old.container_id)) &&
+	       !strncmp(old.ifname, pod->ifname, sizeof(old.ifname));
+	if (same) { /* a repeated ADD keeps the pod's counters */
+		rec.drop_packets = old.drop_packets;
+		rec.drop_bytes = old.drop_bytes;
+	}
+	ret = bpf_map_update_elem(pp->map_fd[PM_PODS], &ifindex, &rec, BPF_ANY);
 	if (ret < 0) {
 		diag_set(d, "cannot register the pod in %s/pods: %s%s", pp->pin_root,
 			 strerror(-ret),
@@ -260,12 +277,17 @@ int podpath_add(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 		}
 	}
 	ret = tc_attach(pp, ifindex, &qdisc, d);
-	if (ret == 0)
+	if (ret == 0) {
+		/* Another pod's record here was stale (its veth is gone, the index reused, its DEL
+		 * never came): so are the addresses it left pointing to this index. */
+		if (had_old && !same)
+			del_addrs(pp, ifindex, &old, old.naddrs, pod);
 		return 0;
+	}
 undo:
 	if (qdisc)
 		tc_detach(ifindex, true);
-	del_addrs(pp, ifindex, pod, done);
+	del_addrs(pp, ifindex, pod, done, had_old ? &old : NULL);
 	if (had_old)
 		bpf_map_update_elem(pp->map_fd[PM_PODS], &ifindex, &old, BPF_ANY);
 	else
@@ -308,7 +330,7 @@ int podpath_del(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 
 	/* The filter first: a veth left with the program and no addresses would drop all. */
 	tc_detach(ifindex, false);
-	del_addrs(pp, ifindex, pod, pod->naddrs);
+	del_addrs(pp, ifindex, pod, pod->naddrs, NULL);
 	ret = bpf_map_delete_elem(pp->map_fd[PM_PODS], &ifindex);
 	if (ret < 0 && ret != -ENOENT) {
 		diag_set(d, "cannot remove the pod from %s/pods: %s", pp->pin_root, strerror(-ret));
