@@ -15,8 +15,9 @@
 struct podpath;
 
 /* Open the pinned pod maps, config and program under pin_root (NULL: DP_PIN_ROOT). -ENOENT
- * when the datapath is not loaded there; -EAGAIN when it is loaded but not configured. */
-int podpath_open(const char *pin_root, struct podpath **pp, struct diag *d);
+ * when the datapath is not loaded there; with configured, -EAGAIN when it is loaded but not
+ * configured (what enforcing needs; removing and listing do not). */
+int podpath_open(const char *pin_root, bool configured, struct podpath **pp, struct diag *d);
 void podpath_close(struct podpath *pp);
 
 /* Register pod under its host-side veth (ifindex) and attach the program to the veth's tc

@@ -397,7 +397,7 @@ int cmd_monitor(int argc, char **argv)
 		fprintf(stderr, "conclavectl: monitor: %s\n", d.msg);
 		goto out;
 	}
-	if (podpath_open(pin_root, &m.pods, &d) < 0)
+	if (podpath_open(pin_root, false, &m.pods, &d) < 0)
 		m.pods = NULL; /* events still print, with the veth's ifindex only */
 	/* Event times are CLOCK_MONOTONIC (bpf_ktime_get_ns); print wall-clock UTC. */
 	m.mono_to_real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
@@ -484,7 +484,7 @@ int cmd_pods(int argc, char **argv)
 
 	if (parse_opts(argc, argv, false, pods_usage, &pin_root, &json, &count, &rc) < 0)
 		return rc;
-	if (podpath_open(pin_root, &pp, &d) < 0) {
+	if (podpath_open(pin_root, false, &pp, &d) < 0) {
 		fprintf(stderr, "conclavectl: pods: %s\n", d.msg);
 		return EXIT_REFUSED;
 	}

@@ -115,7 +115,7 @@ static int cmd_pod(const struct cni_env *e, const struct cni_config *c, char **o
 				"the plugin that creates the pod's interface (e.g. bridge)");
 	if (pod_record(e, c, &pod, err) < 0 || host_veth(e, &ifindex, err) < 0)
 		return -1;
-	ret = podpath_open(c->pin_root, &pp, &d);
+	ret = podpath_open(c->pin_root, true, &pp, &d);
 	if (ret < 0)
 		return cni_fail(
 		    err, ret == -ENOENT || ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH,
@@ -137,17 +137,15 @@ static int cmd_del(const struct cni_env *e, const struct cni_config *c, struct c
 {
 	struct podpath *pp = NULL;
 	struct diag d = { { 0 } };
-	int ret = podpath_open(c->pin_root, &pp, &d);
+	int ret = podpath_open(c->pin_root, false, &pp, &d);
 
 	if (ret == -ENOENT)
 		return 0;
-	/* Loaded but not configured (try again): records may still be there. */
 	if (ret == 0)
 		ret = podpath_forget(pp, e->container_id, e->ifname, &d);
 	podpath_close(pp);
 	if (ret < 0)
-		return cni_fail(err, ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH, "%s",
-				d.msg);
+		return cni_fail(err, CNI_ERR_DATAPATH, "%s", d.msg);
 	return 0;
 }
 
@@ -179,19 +177,16 @@ static int cmd_gc(const struct cni_config *c, struct cni_error *err)
 {
 	struct diag d = { { 0 } };
 	struct gc_ctx g = { c, NULL, &d, 0 };
-	int ret = podpath_open(c->pin_root, &g.pp, &d);
+	int ret;
 
-	if (ret == -ENOENT)
-		return 0;
-	if (ret < 0)
-		return cni_fail(err, ret == -EAGAIN ? CNI_ERR_TRY_AGAIN : CNI_ERR_DATAPATH, "%s",
-				d.msg);
-	if (!c->valid) {
-		podpath_close(g.pp);
+	if (!c->valid)
 		return cni_fail(err, CNI_ERR_INVALID_CONFIG,
 				"GC needs cni.dev/valid-attachments in the configuration");
-	}
-	ret = podpath_for_each(g.pp, gc_one, &g, &d);
+	ret = podpath_open(c->pin_root, false, &g.pp, &d);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret == 0)
+		ret = podpath_for_each(g.pp, gc_one, &g, &d);
 	podpath_close(g.pp);
 	if (ret < 0 || g.first < 0)
 		return cni_fail(err, CNI_ERR_DATAPATH, "%s", d.msg);
@@ -202,7 +197,7 @@ static int cmd_status(const struct cni_config *c, struct cni_error *err)
 {
 	struct podpath *pp = NULL;
 	struct diag d = { { 0 } };
-	int ret = podpath_open(c->pin_root, &pp, &d);
+	int ret = podpath_open(c->pin_root, true, &pp, &d);
 
 	podpath_close(pp);
 	if (ret < 0)

@@ -44,19 +44,21 @@ void podpath_addr(int family, const uint8_t *addr, uint8_t out[16])
 static int pin_get(const struct podpath *pp, const char *name, struct diag *d)
 {
 	char path[PATH_MAX + 32];
-	int fd;
+	int fd, err;
 
 	snprintf(path, sizeof(path), "%s/%s", pp->pin_root, name);
 	fd = bpf_obj_get(path);
-	if (fd < 0)
-		diag_set(d, "cannot open %s: %s%s", path, strerror(errno),
-			 errno == ENOENT ? " (the node datapath is not loaded: is conclave-agent "
-					   "running with this pin root?)"
-					 : "");
-	return fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	diag_set(d, "cannot open %s: %s%s", path, strerror(err),
+		 err == ENOENT ? " (the node datapath is not loaded: is conclave-agent running "
+				 "with this pin root?)"
+			       : "");
+	return -err;
 }
 
-int podpath_open(const char *pin_root, struct podpath **out, struct diag *d)
+int podpath_open(const char *pin_root, bool configured, struct podpath **out, struct diag *d)
 {
 	struct podpath *pp = calloc(1, sizeof(*pp));
 	struct bpf_prog_info info = { 0 };
@@ -89,7 +91,7 @@ int podpath_open(const char *pin_root, struct podpath **out, struct diag *d)
 		diag_set(d, "cannot read %s/config: %s", pp->pin_root, strerror(errno));
 	}
 	/* Unconfigured, the programs pass everything: a pod added now would not be enforced. */
-	if (ret >= 0 && cfg.abi != DP_ABI_VERSION) {
+	if (ret >= 0 && configured && cfg.abi != DP_ABI_VERSION) {
 		ret = -EAGAIN;
 		diag_set(d,
 			 "the datapath under %s is not configured yet (ABI %u, want %d): "
