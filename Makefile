@@ -46,6 +46,10 @@ AGENT_SRC := $(wildcard userspace/agent/*.c)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 AGENT := $(BUILD)/conclave-agent
 
+CNI_SRC := $(wildcard userspace/cni/*.c)
+CNI_OBJ := $(CNI_SRC:%.c=$(BUILD)/%.o)
+CNI := $(BUILD)/conclave-cni
+
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/bpf/test_*.c tests/integration/test_*.c)
@@ -61,8 +65,9 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 FUZZ_SECONDS ?= 20
 
 .SECONDARY:
-.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e
-all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(AGENT) $(TESTS) $(TOOLS)
+.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e \
+	install-cni
+all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(AGENT) $(CNI) $(TESTS) $(TOOLS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
 	@mkdir -p $(dir $@)
@@ -97,6 +102,9 @@ $(AGENT): $(AGENT_OBJ) $(LIB)
 $(JOIND): $(JOIND_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(JOIND_OBJ) $(LIB) $(LDLIBS)
 
+$(CNI): $(CNI_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(CNI_OBJ) $(LIB) $(LDLIBS)
+
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/lib $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
@@ -105,7 +113,7 @@ $(BUILD)/tests/lib/%.o: tests/lib/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/lib $(ALL_CFLAGS) -c $< -o $@
 
-tests: $(TESTS) $(TOOLS) $(CTL)
+tests: $(TESTS) $(TOOLS) $(CTL) $(CNI)
 
 # The whole suite: unit, integration (real swtpm), shell contract tests. Ends with "N passed, N failed".
 # Dependencies first, then a sub-make: pkg-config flags must be read after the install.
@@ -156,6 +164,7 @@ bench: install-deps
 	scripts/bench-fanout $(BUILD)
 	scripts/bench-mesh $(BUILD)
 	scripts/bench-disk $(BUILD)
+	scripts/bench-cni $(BUILD)
 	scripts/bench-boot $(BUILD)
 
 demo: install-deps
@@ -164,6 +173,10 @@ demo: install-deps
 
 install-deps:
 	scripts/install-deps
+
+# The CNI plugin where runtimes look for it; the conflist is an example to adapt (docs/cni.md).
+install-cni: $(CNI)
+	install -D -m 0755 $(CNI) $(DESTDIR)/opt/cni/bin/conclave-cni
 
 # Node images (build/image/node.efi, node-debug.efi; reproducible) and the QEMU boot tests.
 image: all

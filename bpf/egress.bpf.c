@@ -16,28 +16,6 @@
 #include "lib/parse.h"
 #include "lib/verdict.h"
 
-/* Longest-prefix match of the destination in cidr4/cidr6: 1 and the range's kind if inside. */
-static __always_inline int cluster_dest(const struct dp_pkt *p, __u32 *kind)
-{
-	__u32 *v;
-
-	if (p->family == 4) {
-		struct dp_cidr4_v1 k = { .prefixlen = 32 };
-
-		__builtin_memcpy(k.addr, p->daddr + 12, 4);
-		v = bpf_map_lookup_elem(&cidr4, &k);
-	} else {
-		struct dp_cidr6_v1 k = { .prefixlen = 128 };
-
-		__builtin_memcpy(k.addr, p->daddr, 16);
-		v = bpf_map_lookup_elem(&cidr6, &k);
-	}
-	if (!v)
-		return 0;
-	*kind = *v;
-	return 1;
-}
-
 /* The UDP payload starts like a WireGuard message: type 1-4, then three zero bytes. Keeps
  * another process's plaintext sent from the WireGuard port to a peer endpoint from leaving. */
 static __always_inline int wireguard_message(struct __sk_buff *skb, const struct dp_pkt *p)
@@ -70,7 +48,7 @@ static __always_inline __u32 egress_verdict(struct __sk_buff *skb, const struct 
 	/* IP whose destination cannot be read could go anywhere: drop. */
 	if (parsed != DP_PARSED_IP && parsed != DP_PARSED_BAD_L34)
 		return DP_DROP_MALFORMED;
-	if (!cluster_dest(p, &kind))
+	if (!dp_cluster_dest(p, &kind))
 		return DP_PASS_OUTSIDE_CLUSTER;
 	/* From here on the packet goes to the cluster: what we cannot classify is dropped. */
 	if (parsed != DP_PARSED_IP)

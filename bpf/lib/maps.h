@@ -16,6 +16,9 @@
 #define DP_ALLOW_MAX	 256
 #define DP_CIDR_MAX	 1024
 #define DP_EVENTS_BYTES	 (256 * 1024)
+#define DP_PEER_NETS_MAX 65536 /* allowed-IP ranges of attested nodes: a few per node */
+#define DP_PODS_MAX	 4096
+#define DP_POD_ADDRS	 (DP_PODS_MAX * DP_POD_ADDRS_MAX)
 
 /* Attested peers' WireGuard endpoints, plus one address entry {addr, port 0} per peer address
  * (see datapath_abi.h): endpoint lookups never use port 0. */
@@ -83,5 +86,43 @@ struct {
 	__type(value, struct dp_ratelimit_v1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ratelimit SEC(".maps");
+
+/* The attested nodes' ranges (this node's too): where a pod may send cluster traffic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DP_PEER_NETS_MAX);
+	__type(key, struct dp_cidr4_v1);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} peer_net4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DP_PEER_NETS_MAX);
+	__type(key, struct dp_cidr6_v1);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} peer_net6 SEC(".maps");
+
+/* Pods on this node, by the ifindex of their host-side veth (conclave-cni). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DP_PODS_MAX);
+	__type(key, __u32);
+	__type(value, struct dp_pod_v1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pods SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DP_POD_ADDRS);
+	__type(key, struct dp_pod_addr_v1);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pod_addrs SEC(".maps");
 
 #endif

@@ -16,6 +16,7 @@
 
 #define DP_DIR_INGRESS 0
 #define DP_DIR_EGRESS  1
+#define DP_DIR_POD     2
 
 #define DP_NSEC_PER_SEC 1000000000ull
 
@@ -38,7 +39,8 @@ static __always_inline int dp_exempt(const struct dp_config_v1 *cfg, __u32 bit)
 
 static __always_inline int dp_is_drop(__u32 reason)
 {
-	return reason >= DP_DROP_UNKNOWN_PEER && reason <= DP_DROP_STRICT;
+	return (reason >= DP_DROP_UNKNOWN_PEER && reason <= DP_DROP_STRICT) ||
+	       reason == DP_DROP_POD_UNATTESTED || reason == DP_DROP_POD_SPOOFED;
 }
 
 static __always_inline int dp_has_ports(const struct dp_pkt *p)
@@ -112,6 +114,33 @@ static __always_inline int dp_peer_address(const __u8 *addr)
 
 	__builtin_memcpy(k.addr, addr, 16);
 	return bpf_map_lookup_elem(&peers, &k) != NULL;
+}
+
+/* Longest-prefix match of addr (IPv4-mapped when family is 4) in one of a pair of LPM tries
+ * keyed by dp_cidr4_v1 / dp_cidr6_v1: the value, or NULL if no range holds it. */
+static __always_inline __u32 *dp_lpm(void *trie4, void *trie6, __u8 family, const __u8 *addr)
+{
+	if (family == 4) {
+		struct dp_cidr4_v1 k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, addr + 12, 4);
+		return bpf_map_lookup_elem(trie4, &k);
+	}
+	struct dp_cidr6_v1 k = { .prefixlen = 128 };
+
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(trie6, &k);
+}
+
+/* Is the destination inside the cluster's ranges (cidr4/cidr6)? 1 and the range's kind if so. */
+static __always_inline int dp_cluster_dest(const struct dp_pkt *p, __u32 *kind)
+{
+	__u32 *v = dp_lpm(&cidr4, &cidr6, p->family, p->daddr);
+
+	if (!v)
+		return 0;
+	*kind = *v;
+	return 1;
 }
 
 static __always_inline void dp_count(struct __sk_buff *skb, __u32 reason)

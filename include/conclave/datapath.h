@@ -28,6 +28,8 @@
 /* Program pins under the pin root, for bpftool and `conclavectl status`. */
 #define DP_PIN_PROG_INGRESS "prog_ingress"
 #define DP_PIN_PROG_EGRESS  "prog_egress"
+/* The per-pod program (bpf/pod.bpf.c): loaded and pinned at open, attached by conclave-cni. */
+#define DP_PIN_PROG_POD "prog_pod"
 
 struct datapath;
 
@@ -67,6 +69,10 @@ struct dp_attachment {
 	bool current;	   /* the program pinned under the pin root (not a stale one) */
 };
 
+/* Route libbpf's messages to the conclave log (quiet: none, for calls whose failures the
+ * caller expects and reports itself). datapath_open does this on its own. */
+void datapath_log_libbpf(bool quiet);
+
 /* Mount a bpffs at path (created if missing) unless one is already there. */
 int datapath_ensure_bpffs(const char *path, struct diag *d);
 
@@ -101,6 +107,10 @@ int datapath_apply_peers(struct datapath *dp, const struct dp_peer_entry *set, s
 
 /* Make the cidr4/cidr6 tries equal to c[0..n) (additions first: strict mode never weakens). */
 int datapath_set_cidrs(struct datapath *dp, const struct dp_cidr *c, size_t n, struct diag *d);
+
+/* Make the peer_net4/peer_net6 tries equal to c[0..n), kind = the owning node's id: the
+ * attested nodes' ranges (this node's too), where pods may send cluster traffic. */
+int datapath_set_peer_nets(struct datapath *dp, const struct dp_cidr *c, size_t n, struct diag *d);
 
 /* Make the allow map equal to a[0..n) (removals first). */
 int datapath_set_allow(struct datapath *dp, const struct dp_allow_v1 *a, size_t n, struct diag *d);

@@ -35,6 +35,11 @@ enum dp_reason {
 	DP_DROP_STRICT,	  /* egress: plaintext to a cluster destination (strict mode) */
 	/* Appended after the drops so that existing values keep their numbers; it is a pass. */
 	DP_PASS_REPLY, /* ingress: reply to a connection this node opened (DP_EXEMPT_REPLY) */
+	/* Appended: the per-pod program (bpf/pod.bpf.c), on the host side of each pod's veth. */
+	DP_PASS_POD_LOCAL,	/* pod: to a pod registered on this node */
+	DP_PASS_POD_PEER,	/* pod: into the ranges of an attested node (this one included) */
+	DP_DROP_POD_UNATTESTED, /* pod: to a cluster address no attested node owns */
+	DP_DROP_POD_SPOOFED,	/* pod: to the cluster from an address that is not the pod's */
 	DP_REASON_MAX,
 };
 
@@ -107,7 +112,7 @@ struct dp_event_v1 {
 	__u64 ts_ns;
 	__u32 reason;
 	__u32 ifindex;
-	__u8 direction; /* 0 ingress, 1 egress */
+	__u8 direction; /* 0 ingress, 1 egress, 2 a pod's traffic (ifindex: its host-side veth) */
 	__u8 proto;
 	__u8 audit;
 	__u8 pad;
@@ -115,6 +120,33 @@ struct dp_event_v1 {
 	__be16 dport;
 	__u8 saddr[16]; /* IPv4-mapped for IPv4 */
 	__u8 daddr[16];
+};
+
+/* "peer_net4" / "peer_net6": LPM tries of the attested nodes' own ranges (overlay addresses
+ * and pod CIDR, the WireGuard allowed IPs), this node's included; keys are dp_cidr4_v1 /
+ * dp_cidr6_v1, the value the owner's node id. Written by the agent's mesh, read by pods. */
+
+/* Per-pod enforcement: "pods" maps the host-side veth's ifindex to the pod's identity and
+ * drop counters; "pod_addrs" maps each registered pod address (IPv4-mapped) to that ifindex.
+ * Written by conclave-cni at ADD, removed at DEL. */
+#define DP_POD_ADDRS_MAX 4
+#define DP_POD_NAME_MAX	 128
+#define DP_POD_ID_MAX	 128
+
+struct dp_pod_v1 {
+	__u64 drop_packets; /* drops of this pod's traffic, any reason (atomic adds) */
+	__u64 drop_bytes;
+	__u64 added_ns;			  /* CLOCK_MONOTONIC time of the ADD */
+	__u32 naddrs;			  /* used entries of addrs */
+	__u32 flags;			  /* reserved, 0 */
+	__u8 addrs[DP_POD_ADDRS_MAX][16]; /* IPv4-mapped for IPv4 */
+	char name[DP_POD_NAME_MAX]; /* "namespace/name" from CNI_ARGS, else the container id */
+	char container_id[DP_POD_ID_MAX]; /* CNI_CONTAINERID */
+	char ifname[16];		  /* CNI_IFNAME, the interface inside the pod */
+};
+
+struct dp_pod_addr_v1 {
+	__u8 addr[16];
 };
 
 /* "ratelimit": per-CPU array of one entry, the event budget of both programs on that CPU. */

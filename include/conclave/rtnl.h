@@ -22,6 +22,17 @@ int rtnl_link_up(int ifindex, unsigned int mtu, struct diag *d);
 /* The MTU and index of a link (either pointer may be NULL); -ENODEV if there is none. */
 int rtnl_link_get(const char *ifname, int *ifindex, unsigned int *mtu, struct diag *d);
 
+struct rtnl_link {
+	int ifindex;
+	int peer_ifindex; /* IFLA_LINK: a veth's peer, as an index of the peer's namespace; 0 none
+			   */
+	unsigned int mtu;
+	char kind[32]; /* IFLA_INFO_KIND ("veth", "bridge"); "" for links without one */
+};
+
+/* A link by name, or (ifname NULL) by index, in the caller's network namespace; -ENODEV. */
+int rtnl_link_info(const char *ifname, int ifindex, struct rtnl_link *out, struct diag *d);
+
 /* Add an address ("10.100.0.1/16", "fd00:100::1/64") to a link; an existing one is fine. */
 int rtnl_addr_add(int ifindex, const char *cidr, struct diag *d);
 

@@ -210,7 +210,7 @@ agent_diag() { # what to print when a check of agent N fails
 	tail -6 "$work/a$1.log"
 }
 
-echo "1..67"
+echo "1..69"
 
 # ---- network: a bridge in the hub namespace, a veth to each agent's namespace ---------------
 if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != bpf_fs ]; then
@@ -301,6 +301,15 @@ check "conclavectl status in agent 1's namespace: both programs on veth1, strict
 	'head -c 600 $work/dpstatus.json' jqt "$work/dpstatus.json" \
 	'([.attached[] | select(.ifname == "veth1" and .current) | .direction] | sort) == ["egress", "ingress"]
 	 and .config.strict and .peers == 2'
+# The attested nodes' ranges that conclave-cni's pod program lets pods reach (docs/cni.md).
+peer_nets() {
+	bpftool -j map dump pinned "$pins-$1/peer_net4" | jq -r '.[] | (.formatted // .) |
+		"\(.key.addr | map(tostring) | join("."))/\(.key.prefixlen)"' | sort
+}
+check "agent 1 pins the per-pod program for conclave-cni" "ls $pins-1" test -e "$pins-1/prog_pod"
+check "agent 1's peer_net4 holds the pod CIDRs of agents 1, 2 and 3 (its own included)" \
+	"peer_nets 1" eval '[ "$(for i in 1 2 3; do st "$i" .pod_cidr; done | grep -c /)" = 3 ] &&
+		[ "$(for i in 1 2 3; do st "$i" .pod_cidr; done | sort | comm -23 - <(peer_nets 1))" = "" ]'
 node_status 1 >"$work/dpstatus.txt" 2>&1
 check "conclavectl status prints agent 1's state, node id and peers" 'head -3 $work/dpstatus.txt' \
 	grep -qE "^agent: +running, node ${id[1]}, generation [0-9]+, 2 peers" "$work/dpstatus.txt"

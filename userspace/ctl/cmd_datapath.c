@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/* status | monitor: what the datapath enforces and what it drops, read from its pinned maps. */
+/* status | monitor | pods: what the datapath enforces and what it drops, read from its pinned
+ * maps. */
 #include <errno.h>
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 
 #include "conclave/agent.h"
 #include "conclave/datapath.h"
+#include "conclave/podpath.h"
 #include "conclave/util.h"
 #include "ctl.h"
 
@@ -92,7 +94,7 @@ usage:
 	return -1;
 }
 
-static const char *const dir_names[] = { "ingress", "egress" };
+static const char *const dir_names[] = { "ingress", "egress", "pod" };
 
 static void exempt_text(uint8_t exempt, char *buf, size_t len)
 {
@@ -297,6 +299,7 @@ static void on_signal(int sig)
 }
 
 struct monitor {
+	struct podpath *pods; /* names the pod of a pod event; NULL if no pods are pinned */
 	bool json;
 	long left; /* events still to print; <= 0: no limit */
 	int64_t mono_to_real_ns;
@@ -331,6 +334,10 @@ static int on_event(const struct dp_event_v1 *ev, void *ctx)
 	time_t secs = (time_t)(real_ns / 1000000000);
 	struct tm tm;
 
+	struct dp_pod_v1 pod = { 0 };
+	const char *dir = dir_names[ev->direction < ARRAY_SIZE(dir_names) ? ev->direction : 0];
+	bool named = ev->direction == 2 && m->pods && podpath_get(m->pods, ev->ifindex, &pod);
+
 	gmtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	endpoint_text(ev->saddr, ev->sport, src, sizeof(src));
@@ -341,19 +348,23 @@ static int on_event(const struct dp_event_v1 *ev, void *ctx)
 		json_object_object_add(o, "time_ns", json_object_new_int64(real_ns));
 		json_object_object_add(o, "reason",
 				       json_object_new_string(datapath_reason_name(ev->reason)));
-		json_object_object_add(o, "direction",
-				       json_object_new_string(dir_names[ev->direction & 1]));
+		json_object_object_add(o, "direction", json_object_new_string(dir));
 		json_object_object_add(o, "proto", json_object_new_string(proto));
 		json_object_object_add(o, "source", json_object_new_string(src));
 		json_object_object_add(o, "destination", json_object_new_string(dst));
 		json_object_object_add(o, "ifindex", json_object_new_int64(ev->ifindex));
 		json_object_object_add(o, "audit", json_object_new_boolean(ev->audit));
+		if (named) {
+			json_object_object_add(o, "pod", json_object_new_string(pod.name));
+			json_object_object_add(o, "container_id",
+					       json_object_new_string(pod.container_id));
+		}
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
 	} else {
-		printf("%s.%03dZ %-7s %-20s %-6s %s -> %s ifindex %u%s\n", when,
-		       (int)(real_ns / 1000000 % 1000), dir_names[ev->direction & 1],
-		       datapath_reason_name(ev->reason), proto, src, dst, ev->ifindex,
+		printf("%s.%03dZ %-7s %-20s %-6s %s -> %s ifindex %u%s%s%s\n", when,
+		       (int)(real_ns / 1000000 % 1000), dir, datapath_reason_name(ev->reason),
+		       proto, src, dst, ev->ifindex, named ? " pod " : "", named ? pod.name : "",
 		       ev->audit ? " (audit: passed)" : "");
 	}
 	fflush(stdout);
@@ -387,6 +398,8 @@ int cmd_monitor(int argc, char **argv)
 		fprintf(stderr, "conclavectl: monitor: %s\n", d.msg);
 		goto out;
 	}
+	if (podpath_open(pin_root, false, &m.pods, &d) < 0)
+		m.pods = NULL; /* events still print, with the veth's ifindex only */
 	/* Event times are CLOCK_MONOTONIC (bpf_ktime_get_ns); print wall-clock UTC. */
 	m.mono_to_real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: the poll returns -EINTR */
@@ -406,5 +419,91 @@ int cmd_monitor(int argc, char **argv)
 out:
 	datapath_events_close(ev);
 	datapath_close(dp);
+	podpath_close(m.pods);
+	return rc;
+}
+
+/* ---- pods ---- */
+
+static void pods_usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: conclavectl pods [--pin-root DIR] [--json]\n"
+	    "List the pods conclave-cni registered on this node: the host-side veth the pod\n"
+	    "program runs on, the pod (namespace/name, or its container id), its addresses and\n"
+	    "the packets the program dropped for it.\n\n"
+	    "  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
+	    "  --json          print as JSON\n\n"
+	    "Exit status: 0 shown, 1 no datapath pinned there, 2 usage error.\n",
+	    DP_PIN_ROOT);
+}
+
+static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
+{
+	json_object *list = ctx, *o, *addrs;
+	char veth[IF_NAMESIZE] = "?", a[INET6_ADDRSTRLEN], all[4 * INET6_ADDRSTRLEN + 4] = "";
+	size_t used = 0;
+
+	if_indextoname(ifindex, veth); /* in another namespace, or gone: "?" */
+	addrs = list ? json_object_new_array() : NULL;
+	for (uint32_t i = 0; i < pod->naddrs && i < DP_POD_ADDRS_MAX; i++) {
+		dp_addr_format(pod->addrs[i], a, sizeof(a));
+		used += (size_t)snprintf(all + used, sizeof(all) - used, "%s%s", i ? "," : "", a);
+		if (addrs)
+			json_object_array_add(addrs, json_object_new_string(a));
+	}
+	if (!list) {
+		printf("%-32s %-15s %-8u %-28s %10llu %12llu %.12s/%s\n", pod->name, veth, ifindex,
+		       all, (unsigned long long)pod->drop_packets,
+		       (unsigned long long)pod->drop_bytes, pod->container_id, pod->ifname);
+		return 0;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "pod", json_object_new_string(pod->name));
+	json_object_object_add(o, "container_id", json_object_new_string(pod->container_id));
+	json_object_object_add(o, "ifname", json_object_new_string(pod->ifname));
+	json_object_object_add(o, "veth", json_object_new_string(veth));
+	json_object_object_add(o, "ifindex", json_object_new_int64(ifindex));
+	json_object_object_add(o, "addresses", addrs);
+	json_object_object_add(o, "drop_packets",
+			       json_object_new_int64((int64_t)pod->drop_packets));
+	json_object_object_add(o, "drop_bytes", json_object_new_int64((int64_t)pod->drop_bytes));
+	json_object_array_add(list, o);
+	return 0;
+}
+
+int cmd_pods(int argc, char **argv)
+{
+	const char *pin_root = DP_PIN_ROOT;
+	struct podpath *pp = NULL;
+	struct diag d = { { 0 } };
+	json_object *list = NULL;
+	bool json = false;
+	long count = 0;
+	int rc = EXIT_REFUSED;
+
+	if (parse_opts(argc, argv, false, pods_usage, &pin_root, &json, &count, &rc) < 0)
+		return rc;
+	if (podpath_open(pin_root, false, &pp, &d) < 0) {
+		fprintf(stderr, "conclavectl: pods: %s\n", d.msg);
+		return EXIT_REFUSED;
+	}
+	if (json)
+		list = json_object_new_array();
+	else
+		printf("%-32s %-15s %-8s %-28s %10s %12s %s\n", "POD", "VETH", "IFINDEX",
+		       "ADDRESSES", "DROPS", "DROP_BYTES", "CONTAINER/IF");
+	if (podpath_for_each(pp, print_pod, list, &d) < 0) {
+		fprintf(stderr, "conclavectl: pods: %s\n", d.msg);
+	} else {
+		rc = EXIT_OK;
+		if (list)
+			printf("%s\n",
+			       json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
+									JSON_C_TO_STRING_SPACED));
+	}
+	json_object_put(list);
+	podpath_close(pp);
 	return rc;
 }

@@ -16,6 +16,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_pods(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cluster_status(int argc, char **argv);

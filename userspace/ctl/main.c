@@ -21,6 +21,7 @@ static const struct {
 	{ "measure", cmd_measure, "predict a node image's PCRs as measurements to sign" },
 	{ "status", cmd_status, "datapath: attached programs, peers, counters per reason" },
 	{ "monitor", cmd_monitor, "datapath: stream drop events as they happen" },
+	{ "pods", cmd_pods, "datapath: pods on this node (conclave-cni) and their drops" },
 	{ "init", cmd_init, "cluster: start a new cluster on a fresh join service" },
 	{ "verify", cmd_verify, "cluster: attest the control plane and verify every member" },
 	{ "cluster-status", cmd_cluster_status,

@@ -27,27 +27,43 @@
  * and type, so the skeletons' generated open/load code is not used. */
 #include "egress.skel.h"
 #include "ingress.skel.h"
+#include "pod.skel.h"
 
 #ifndef ENOTSUPP
 #define ENOTSUPP 524 /* the kernel's "operation not supported" for a map type without batch ops */
 #endif
 
 enum { DIR_INGRESS, DIR_EGRESS, DIR_MAX };
+/* The objects: the two node programs (indexed like their directions), then the per-pod one. */
+enum { OBJ_POD = DIR_MAX, OBJ_MAX };
 
-enum map_id { M_PEERS, M_CONFIG, M_ALLOW, M_CIDR4, M_CIDR6, M_COUNTERS, M_EVENTS, M_MAX };
-
-static const char *const map_name_of[M_MAX] = {
-	[M_PEERS] = "peers", [M_CONFIG] = "config",	[M_ALLOW] = "allow",   [M_CIDR4] = "cidr4",
-	[M_CIDR6] = "cidr6", [M_COUNTERS] = "counters", [M_EVENTS] = "events",
+enum map_id {
+	M_PEERS,
+	M_CONFIG,
+	M_ALLOW,
+	M_CIDR4,
+	M_CIDR6,
+	M_COUNTERS,
+	M_EVENTS,
+	M_PEER_NET4,
+	M_PEER_NET6,
+	M_MAX
 };
 
-static const char *const pin_prog_names[DIR_MAX] = { DP_PIN_PROG_INGRESS, DP_PIN_PROG_EGRESS };
+static const char *const map_name_of[M_MAX] = {
+	[M_PEERS] = "peers",   [M_CONFIG] = "config",	    [M_ALLOW] = "allow",
+	[M_CIDR4] = "cidr4",   [M_CIDR6] = "cidr6",	    [M_COUNTERS] = "counters",
+	[M_EVENTS] = "events", [M_PEER_NET4] = "peer_net4", [M_PEER_NET6] = "peer_net6",
+};
+
+static const char *const pin_prog_names[OBJ_MAX] = { DP_PIN_PROG_INGRESS, DP_PIN_PROG_EGRESS,
+						     DP_PIN_PROG_POD };
 
 struct datapath {
 	char pin_root[PATH_MAX];
 	int ifindex;
-	struct bpf_object *obj[DIR_MAX]; /* NULL when opened from the pins only */
-	int prog_fd[DIR_MAX];
+	struct bpf_object *obj[OBJ_MAX]; /* NULL when opened from the pins only */
+	int prog_fd[OBJ_MAX];
 	int map_fd[M_MAX];
 	bool own_fds;	      /* fds from bpf_obj_get (closed by us) rather than the skeletons' */
 	uint32_t map_entries; /* of "peers": two per peer (endpoint and address entry) */
@@ -71,6 +87,10 @@ static const char *const reason_names[DP_REASON_MAX] = {
 	[DP_DROP_FRAGMENT] = "drop_fragment",
 	[DP_DROP_STRICT] = "drop_strict",
 	[DP_PASS_REPLY] = "pass_reply",
+	[DP_PASS_POD_LOCAL] = "pass_pod_local",
+	[DP_PASS_POD_PEER] = "pass_pod_peer",
+	[DP_DROP_POD_UNATTESTED] = "drop_pod_unattested",
+	[DP_DROP_POD_SPOOFED] = "drop_pod_spoofed",
 };
 
 const char *datapath_reason_name(uint32_t reason)
@@ -104,6 +124,12 @@ __attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_
 		line[len - 1] = '\0';
 	log_msg(level == LIBBPF_WARN ? LOG_LVL_WARN : LOG_LVL_DEBUG, "%s", line);
 	return 0;
+}
+
+void datapath_log_libbpf(bool quiet)
+{
+	libbpf_set_print(libbpf_print);
+	libbpf_quiet = quiet;
 }
 
 /* ---- addresses ---- */
@@ -211,25 +237,30 @@ static void unpin_one(const char *root, const char *name, int *ret, struct diag 
 }
 
 /* Open (not load) the objects embedded in the skeletons, with pins under pin_root. */
-static int open_objects(struct bpf_object *obj[DIR_MAX], const char *pin_root, struct diag *d)
+static int open_objects(struct bpf_object *obj[OBJ_MAX], const char *pin_root, struct diag *d)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, oi, .object_name = "ingress_bpf",
-		    .pin_root_path = pin_root);
-	LIBBPF_OPTS(bpf_object_open_opts, oe, .object_name = "egress_bpf",
-		    .pin_root_path = pin_root);
-	size_t len[DIR_MAX];
-	const void *elf[DIR_MAX] = { ingress_bpf__elf_bytes(&len[0]),
-				     egress_bpf__elf_bytes(&len[1]) };
-	int ret;
+	static const char *const names[OBJ_MAX] = { "ingress_bpf", "egress_bpf", "pod_bpf" };
+	size_t len[OBJ_MAX];
+	const void *elf[OBJ_MAX] = { ingress_bpf__elf_bytes(&len[0]),
+				     egress_bpf__elf_bytes(&len[1]), pod_bpf__elf_bytes(&len[2]) };
+	int ret = 0;
 
-	/* libbpf 1.x: NULL and errno on failure */
-	obj[DIR_INGRESS] = bpf_object__open_mem(elf[DIR_INGRESS], len[DIR_INGRESS], &oi);
-	obj[DIR_EGRESS] =
-	    obj[DIR_INGRESS] ? bpf_object__open_mem(elf[DIR_EGRESS], len[DIR_EGRESS], &oe) : NULL;
-	ret = obj[DIR_EGRESS] ? 0 : (errno ? -errno : -EINVAL);
+	for (int i = 0; i < OBJ_MAX; i++)
+		obj[i] = NULL;
+	for (int i = 0; i < OBJ_MAX && !ret; i++) {
+		LIBBPF_OPTS(bpf_object_open_opts, o, .object_name = names[i],
+			    .pin_root_path = pin_root);
+
+		/* libbpf 1.x: NULL and errno on failure */
+		obj[i] = bpf_object__open_mem(elf[i], len[i], &o);
+		if (!obj[i])
+			ret = errno ? -errno : -EINVAL;
+	}
 	if (ret) {
-		bpf_object__close(obj[DIR_INGRESS]);
-		obj[DIR_INGRESS] = obj[DIR_EGRESS] = NULL;
+		for (int i = 0; i < OBJ_MAX; i++) {
+			bpf_object__close(obj[i]);
+			obj[i] = NULL;
+		}
 		diag_set(d, "cannot open the embedded BPF objects: %s", strerror(-ret));
 		return ret;
 	}
@@ -240,20 +271,21 @@ static int open_objects(struct bpf_object *obj[DIR_MAX], const char *pin_root, s
  * such as the bpffs root itself, loses nothing else. */
 static int unpin_ours(const char *pin_root, struct diag *d)
 {
-	static const char *const progs[] = { DP_PIN_PROG_INGRESS, DP_PIN_PROG_EGRESS,
-					     DP_PIN_PROG_INGRESS "_new",
-					     DP_PIN_PROG_EGRESS "_new" };
-	struct bpf_object *obj[DIR_MAX];
+	static const char *const progs[] = { DP_PIN_PROG_INGRESS,	DP_PIN_PROG_EGRESS,
+					     DP_PIN_PROG_POD,		DP_PIN_PROG_INGRESS "_new",
+					     DP_PIN_PROG_EGRESS "_new", DP_PIN_PROG_POD "_new" };
+	struct bpf_object *obj[OBJ_MAX];
 	struct bpf_map *m;
 	int ret = open_objects(obj, NULL, d);
 
-	for (int i = 0; i < DIR_MAX && !ret; i++)
-		for (m = bpf_object__next_map(obj[i], NULL); m; m = bpf_object__next_map(obj[i], m))
-			if (bpf_map__pin_path(m)) /* pinned by name; internal maps are not */
-				unpin_one(pin_root, bpf_map__name(m), &ret, d);
+	/* Every map is in every object (bpf/lib/maps.h): the first object names them all. */
+	for (m = ret ? NULL : bpf_object__next_map(obj[0], NULL); m && !ret;
+	     m = bpf_object__next_map(obj[0], m))
+		if (bpf_map__pin_path(m)) /* pinned by name; internal maps are not */
+			unpin_one(pin_root, bpf_map__name(m), &ret, d);
 	for (size_t i = 0; i < ARRAY_SIZE(progs) && !ret; i++)
 		unpin_one(pin_root, progs[i], &ret, d);
-	for (int i = 0; i < DIR_MAX; i++)
+	for (int i = 0; i < OBJ_MAX; i++)
 		bpf_object__close(obj[i]);
 	return ret;
 }
@@ -380,28 +412,28 @@ static struct datapath *dp_new(const char *pin_root)
 	snprintf(dp->pin_root, sizeof(dp->pin_root), "%s", pin_root ? pin_root : DP_PIN_ROOT);
 	for (int i = 0; i < M_MAX; i++)
 		dp->map_fd[i] = -1;
-	for (int i = 0; i < DIR_MAX; i++)
+	for (int i = 0; i < OBJ_MAX; i++)
 		dp->prog_fd[i] = -1;
 	return dp;
 }
 
 static int load(struct datapath *dp, struct diag *d)
 {
-	struct bpf_program *prog[DIR_MAX];
+	static const char *const obj_names[OBJ_MAX] = { "ingress", "egress", "pod" };
+	struct bpf_program *prog;
 	struct bpf_map *m;
 	int ret = open_objects(dp->obj, dp->pin_root, d);
 
 	if (ret)
 		return ret;
-	for (int i = 0; i < DIR_MAX; i++) {
+	for (int i = 0; i < OBJ_MAX; i++) {
 		m = bpf_object__find_map_by_name(dp->obj[i], "peers");
 		if (m)
 			bpf_map__set_max_entries(m, dp->map_entries);
 	}
-	/* Ingress first: it creates and pins the maps, egress then reuses every one of them. */
-	ret = bpf_object__load(dp->obj[DIR_INGRESS]);
-	if (!ret)
-		ret = bpf_object__load(dp->obj[DIR_EGRESS]);
+	/* Ingress first: it creates and pins the maps, egress and pod then reuse every one. */
+	for (int i = 0; i < OBJ_MAX && !ret; i++)
+		ret = bpf_object__load(dp->obj[i]);
 	if (ret < 0) {
 		diag_set(d,
 			 "cannot load the datapath programs: %s (if the maps pinned under %s "
@@ -409,14 +441,13 @@ static int load(struct datapath *dp, struct diag *d)
 			 strerror(-ret), dp->pin_root);
 		return ret;
 	}
-	for (int i = 0; i < DIR_MAX; i++) {
-		prog[i] = tc_program(dp->obj[i]);
-		if (!prog[i]) {
-			diag_set(d, "BPF object for %s has no tc program",
-				 i == DIR_INGRESS ? "ingress" : "egress");
+	for (int i = 0; i < OBJ_MAX; i++) {
+		prog = tc_program(dp->obj[i]);
+		if (!prog) {
+			diag_set(d, "BPF object for %s has no tc program", obj_names[i]);
 			return -ENOENT;
 		}
-		dp->prog_fd[i] = bpf_program__fd(prog[i]);
+		dp->prog_fd[i] = bpf_program__fd(prog);
 	}
 	for (int i = 0; i < M_MAX; i++) {
 		m = find_map(dp, map_name_of[i]);
@@ -428,6 +459,8 @@ static int load(struct datapath *dp, struct diag *d)
 	}
 	return 0;
 }
+
+static int pin_prog(struct datapath *dp, int obj, struct diag *d);
 
 int datapath_open(const struct dp_opts *opts, struct datapath **out, struct diag *d)
 {
@@ -489,6 +522,9 @@ int datapath_open(const struct dp_opts *opts, struct datapath **out, struct diag
 	if (ret < 0)
 		goto fail;
 	ret = datapath_set_config(dp, &opts->config, d);
+	/* The per-pod program is attached by conclave-cni, which finds it by its pin. */
+	if (ret == 0)
+		ret = pin_prog(dp, OBJ_POD, d);
 	if (ret < 0)
 		goto fail;
 	*out = dp;
@@ -540,11 +576,11 @@ void datapath_close(struct datapath *dp)
 		for (int i = 0; i < M_MAX; i++)
 			if (dp->map_fd[i] >= 0)
 				close(dp->map_fd[i]);
-		for (int i = 0; i < DIR_MAX; i++)
+		for (int i = 0; i < OBJ_MAX; i++)
 			if (dp->prog_fd[i] >= 0)
 				close(dp->prog_fd[i]);
 	}
-	for (int i = 0; i < DIR_MAX; i++)
+	for (int i = 0; i < OBJ_MAX; i++)
 		bpf_object__close(dp->obj[i]);
 	free(dp);
 }
@@ -554,15 +590,15 @@ void datapath_close(struct datapath *dp)
 static const enum bpf_tc_attach_point tc_points[DIR_MAX] = { BPF_TC_INGRESS, BPF_TC_EGRESS };
 
 /* Pin under a temporary name, then rename over the old pin: the pin never goes missing. */
-static int pin_prog(struct datapath *dp, int dir, struct diag *d)
+static int pin_prog(struct datapath *dp, int obj, struct diag *d)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/%s", dp->pin_root, pin_prog_names[dir]);
+	snprintf(path, sizeof(path), "%s/%s", dp->pin_root, pin_prog_names[obj]);
 	snprintf(tmp, sizeof(tmp), "%s_new", path); /* bpffs refuses names with dots */
 	unlink(tmp);
-	if (bpf_obj_pin(dp->prog_fd[dir], tmp) < 0) {
+	if (bpf_obj_pin(dp->prog_fd[obj], tmp) < 0) {
 		ret = -errno;
 		diag_set(d, "cannot pin program at %s: %s", tmp, strerror(errno));
 		return ret;
@@ -1176,7 +1212,9 @@ static void mask_prefix(uint8_t *addr, size_t len, unsigned int plen)
 	}
 }
 
-int datapath_set_cidrs(struct datapath *dp, const struct dp_cidr *c, size_t n, struct diag *d)
+/* Make the tries m4/m6 hold exactly c[0..n) (value: each range's kind). */
+static int set_tries(struct datapath *dp, int m4, int m6, const struct dp_cidr *c, size_t n,
+		     bool add_first, const char *what, struct diag *d)
 {
 	struct dp_cidr4_v1 *k4 = calloc(n ? n : 1, sizeof(*k4));
 	struct dp_cidr6_v1 *k6 = calloc(n ? n : 1, sizeof(*k6));
@@ -1200,25 +1238,36 @@ int datapath_set_cidrs(struct datapath *dp, const struct dp_cidr *c, size_t n, s
 			mask_prefix(k6[n6].addr, 16, c[i].prefixlen);
 			v6[n6++] = c[i].kind;
 		} else {
-			diag_set(d, "cluster CIDR %zu: bad family or prefix length", i);
+			diag_set(d, "%s %zu: bad family or prefix length", what, i);
 			ret = -EINVAL;
 			goto out;
 		}
 	}
-	/* Additions first: strict mode covers the union while the ranges change. */
-	ret = sync_small(dp->map_fd[M_CIDR4], (uint8_t *)k4, (uint8_t *)v4, sizeof(*v4), n4,
-			 sizeof(*k4), sizeof(*v4), true);
+	ret = sync_small(dp->map_fd[m4], (uint8_t *)k4, (uint8_t *)v4, sizeof(*v4), n4, sizeof(*k4),
+			 sizeof(*v4), add_first);
 	if (ret >= 0)
-		ret = sync_small(dp->map_fd[M_CIDR6], (uint8_t *)k6, (uint8_t *)v6, sizeof(*v6), n6,
-				 sizeof(*k6), sizeof(*v6), true);
+		ret = sync_small(dp->map_fd[m6], (uint8_t *)k6, (uint8_t *)v6, sizeof(*v6), n6,
+				 sizeof(*k6), sizeof(*v6), add_first);
 	if (ret < 0)
-		diag_set(d, "cannot update the cluster CIDR maps: %s", strerror(-ret));
+		diag_set(d, "cannot update the %s maps: %s", what, strerror(-ret));
 out:
 	free(k4);
 	free(k6);
 	free(v4);
 	free(v6);
 	return ret;
+}
+
+int datapath_set_cidrs(struct datapath *dp, const struct dp_cidr *c, size_t n, struct diag *d)
+{
+	/* Additions first: strict mode covers the union while the ranges change. */
+	return set_tries(dp, M_CIDR4, M_CIDR6, c, n, true, "cluster CIDR", d);
+}
+
+int datapath_set_peer_nets(struct datapath *dp, const struct dp_cidr *c, size_t n, struct diag *d)
+{
+	/* Removals first: pods never reach more than the old or the new set of nodes. */
+	return set_tries(dp, M_PEER_NET4, M_PEER_NET6, c, n, false, "attested node range", d);
 }
 
 int datapath_set_allow(struct datapath *dp, const struct dp_allow_v1 *a, size_t n, struct diag *d)

@@ -199,11 +199,47 @@ static int dp_entries(const struct peer *const *peers, size_t n, struct dp_peer_
 	return 0;
 }
 
-static int dp_set(struct mesh *m, const struct peer *const *peers, size_t n, struct diag *d)
+/* The ranges pods may reach (bpf/pod.bpf.c): every node's allowed IPs, this node's included,
+ * each with its node id. */
+static int dp_nets(const struct peer *self, const struct peer *const *peers, size_t n,
+		   struct dp_cidr **out, size_t *n_out, struct diag *d)
+{
+	struct dp_cidr *c = calloc((n + 1) * WG_MAX_ALLOWED, sizeof(*c));
+	struct wg_allowed_ip ips[WG_MAX_ALLOWED];
+	size_t k = 0, n_ips;
+
+	if (!c) {
+		diag_set(d, "mesh: out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i <= n; i++) {
+		const struct peer *p = i < n ? peers[i] : self;
+
+		if (mesh_allowed_ips(p, ips, WG_MAX_ALLOWED, &n_ips) < 0) {
+			diag_set(d, "mesh: node %lld has bad addresses", (long long)p->node_id);
+			free(c);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < n_ips; j++, k++) {
+			c[k].family = ips[j].family;
+			c[k].prefixlen = ips[j].cidr;
+			memcpy(c[k].addr, ips[j].addr, sizeof(c[k].addr));
+			c[k].kind = (uint32_t)p->node_id;
+		}
+	}
+	*out = c;
+	*n_out = k;
+	return 0;
+}
+
+/* The datapath holds exactly these peers: their endpoints, and their ranges for pods. */
+static int dp_set(struct mesh *m, const struct peer *self, const struct peer *const *peers,
+		  size_t n, struct diag *d)
 {
 	struct dp_peer_entry *e = NULL;
 	struct dp_apply_stats st;
-	size_t k = 0;
+	struct dp_cidr *nets = NULL;
+	size_t k = 0, n_nets = 0;
 	int ret;
 
 	if (!m->c.dp)
@@ -211,7 +247,12 @@ static int dp_set(struct mesh *m, const struct peer *const *peers, size_t n, str
 	ret = dp_entries(peers, n, &e, &k, d);
 	if (ret == 0)
 		ret = datapath_apply_peers(m->c.dp, e, k, &st, d);
+	if (ret == 0)
+		ret = dp_nets(self, peers, n, &nets, &n_nets, d);
+	if (ret == 0)
+		ret = datapath_set_peer_nets(m->c.dp, nets, n_nets, d);
 	free(e);
+	free(nets);
 	return ret;
 }
 
@@ -372,13 +413,13 @@ int mesh_apply(struct mesh *m, const struct peerset *ps, struct mesh_stats *st, 
 	 * would drop every peer's traffic for a moment; step 3 removes what is stale (WireGuard,
 	 * reconciled in step 2, already refuses those peers). */
 	if (ret == 0 && m->applied)
-		ret = dp_set(m, keep, n_keep, d);
+		ret = dp_set(m, &ps->self, keep, n_keep, d);
 	/* 2. WireGuard: old keys out, new and changed peers in. */
 	if (ret == 0)
 		ret = wg_set(m, ps, up, n_up, gone, n_gone, d);
 	/* 3. The datapath admits the new set. */
 	if (ret == 0)
-		ret = dp_set(m, all, n_new, d);
+		ret = dp_set(m, &ps->self, all, n_new, d);
 	if (ret == 0) {
 		if (n_new)
 			memcpy(next, ps->peers, n_new * sizeof(*next));

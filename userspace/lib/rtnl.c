@@ -223,6 +223,7 @@ static int rtnl_do(struct nlmsghdr *req, nl_reply_cb cb, void *data, struct diag
 struct link_info {
 	bool found;
 	int ifindex;
+	int link; /* IFLA_LINK: a veth's peer index (in the peer's namespace), else 0 */
 	unsigned int mtu;
 	char kind[32]; /* "" when the link has no IFLA_INFO_KIND (physical, loopback) */
 };
@@ -256,9 +257,12 @@ static int link_reply(const struct nlmsghdr *nlh, void *data)
 	    mnl_attr_parse(nlh, sizeof(*ifi), keep_attr, &t) != MNL_CB_OK)
 		return -EBADMSG;
 	ifi = mnl_nlmsg_get_payload(nlh);
-	if (ifi->ifi_index <= 0 || (tb[IFLA_MTU] && mnl_attr_validate(tb[IFLA_MTU], MNL_TYPE_U32)))
+	if (ifi->ifi_index <= 0 ||
+	    (tb[IFLA_MTU] && mnl_attr_validate(tb[IFLA_MTU], MNL_TYPE_U32)) ||
+	    (tb[IFLA_LINK] && mnl_attr_validate(tb[IFLA_LINK], MNL_TYPE_U32)))
 		return -EBADMSG;
 	li->ifindex = ifi->ifi_index;
+	li->link = tb[IFLA_LINK] ? (int)mnl_attr_get_u32(tb[IFLA_LINK]) : 0;
 	li->mtu = tb[IFLA_MTU] ? mnl_attr_get_u32(tb[IFLA_MTU]) : 0;
 	if (tb[IFLA_LINKINFO]) {
 		if (mnl_attr_validate(tb[IFLA_LINKINFO], MNL_TYPE_NESTED) ||
@@ -301,25 +305,55 @@ static struct nlmsghdr *link_msg(void *buf, uint16_t type, uint16_t flags, int i
 }
 
 /* The link named ifname: -ENODEV if there is none. */
-static int link_query(const char *ifname, struct link_info *li, struct diag *d)
+/* The link named ifname, or (ifname NULL) the link with index ifindex. */
+static int link_query_any(const char *ifname, int ifindex, struct link_info *li, struct diag *d)
 {
 	uint32_t buf[REQ_BUF / 4];
-	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, 0);
+	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, ifname ? 0 : ifindex);
+	char what[32];
 	int ret;
 
 	*li = (struct link_info){ 0 };
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
+	if (ifname)
+		mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	ret = rtnl_do(nlh, link_reply, li, d);
 	if (ret == 0 && !li->found) {
 		diag_set(d, "no reply");
 		ret = -EBADMSG;
 	}
+	if (ifname)
+		snprintf(what, sizeof(what), "named %s", ifname);
+	else
+		snprintf(what, sizeof(what), "with index %d", ifindex);
 	if (ret == -ENODEV)
-		diag_set(d, "no link named %s", ifname);
+		diag_set(d, "no link %s", what);
 	else if (ret < 0)
-		diag_prefix(d, "look up link %s", ifname);
+		diag_prefix(d, "look up link %s", what);
 	return ret;
+}
+
+static int link_query(const char *ifname, struct link_info *li, struct diag *d)
+{
+	return link_query_any(ifname, 0, li, d);
+}
+
+int rtnl_link_info(const char *ifname, int ifindex, struct rtnl_link *out, struct diag *d)
+{
+	struct link_info li;
+	int ret = ifname ? check_ifname(ifname, d) : 0;
+
+	if (ret == 0 && !ifname && ifindex <= 0) {
+		diag_set(d, "no link named or indexed");
+		ret = -EINVAL;
+	}
+	if (ret == 0)
+		ret = link_query_any(ifname, ifindex, &li, d);
+	if (ret < 0)
+		return ret;
+	*out = (struct rtnl_link){ .ifindex = li.ifindex, .peer_ifindex = li.link, .mtu = li.mtu };
+	snprintf(out->kind, sizeof(out->kind), "%s", li.kind);
+	return 0;
 }
 
 int rtnl_link_get(const char *ifname, int *ifindex, unsigned int *mtu, struct diag *d)
