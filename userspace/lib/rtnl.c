@@ -303,7 +303,7 @@ static struct nlmsghdr *link_msg(void *buf, uint16_t type, uint16_t flags, int i
 /* The link named ifname: -ENODEV if there is none. */
 static int link_query(const char *ifname, struct link_info *li, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, 0);
 	int ret;
 
@@ -340,7 +340,7 @@ int rtnl_link_get(const char *ifname, int *ifindex, unsigned int *mtu, struct di
 
 int rtnl_link_ensure(const char *ifname, const char *kind, int *ifindex, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct nlattr *nest;
 	struct link_info li;
@@ -385,7 +385,7 @@ int rtnl_link_ensure(const char *ifname, const char *kind, int *ifindex, struct 
 
 int rtnl_link_delete(const char *ifname, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	int ret = check_ifname(ifname, d);
 
@@ -403,7 +403,7 @@ int rtnl_link_delete(const char *ifname, struct diag *d)
 
 int rtnl_link_up(int ifindex, unsigned int mtu, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifi;
 	int ret;
@@ -490,7 +490,7 @@ static size_t addr_len(int family)
 
 int rtnl_addr_add(int ifindex, const char *cidr, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct ifaddrmsg *ifa;
 	struct cidr c;
@@ -526,7 +526,7 @@ int rtnl_addr_add(int ifindex, const char *cidr, struct diag *d)
 
 int rtnl_route_replace(int ifindex, const char *cidr, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct rtmsg *rtm;
 	struct cidr c;
