@@ -41,7 +41,7 @@
 
 static struct jcluster cl;
 static struct jnode nodes[N_NODES];
-static char full_dir[PATH_MAX + 8];
+static char full_dir[PATH_MAX + 8], full_db[PATH_MAX + 32]; /* joind_args keeps pointers */
 static bool mounted;
 
 #define check(cond, ...)                                                                \
@@ -309,7 +309,7 @@ static void fill(const char *path)
 
 static void full_disk_refuses_joins_clearly_and_keeps_every_member(void **s)
 {
-	char db[PATH_MAX + 32], filler[PATH_MAX + 32];
+	char filler[PATH_MAX + 32];
 	struct jnode *f = &nodes[NODE_FULL];
 	struct membership *m = NULL;
 	struct join_info j;
@@ -323,9 +323,9 @@ static void full_disk_refuses_joins_clearly_and_keeps_every_member(void **s)
 	check(mount("tmpfs", full_dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700") == 0,
 	      "mount tmpfs: %s", strerror(errno));
 	mounted = true;
-	snprintf(db, sizeof(db), "%s/members.db", full_dir);
+	snprintf(full_db, sizeof(full_db), "%s/members.db", full_dir);
 	snprintf(filler, sizeof(filler), "%s/filler", full_dir);
-	cl.args.db = db;
+	cl.args.db = full_db;
 	start_joind();
 	join_ok(&nodes[NODE_A]);
 	join_ok(&nodes[NODE_KILL0]);
@@ -345,7 +345,7 @@ static void full_disk_refuses_joins_clearly_and_keeps_every_member(void **s)
 	join_ok(&nodes[NODE_A]);
 	join_ok(&nodes[NODE_KILL0]);
 	jcluster_stop(&cl, SIGTERM);
-	check(membership_open(db, &cl.ranges, &m, &d) == 0, "open store: %s", d.msg);
+	check(membership_open(full_db, &cl.ranges, &m, &d) == 0, "open store: %s", d.msg);
 	check(stored_id(m, &nodes[NODE_A]) == nodes[NODE_A].id &&
 		  stored_id(m, &nodes[NODE_KILL0]) == nodes[NODE_KILL0].id &&
 		  stored_id(m, f) == f->id,
