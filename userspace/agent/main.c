@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include "conclave/agent.h"
 #include "conclave/atls.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
 #include "conclave/net.h"
+#include "conclave/secret.h"
 #include "conclave/util.h"
 #include "conclave/verify.h"
 
@@ -289,8 +289,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "conclave-agent: --pcrs must include PCR %d\n", AGENT_CLUSTER_PCR);
 		return 2;
 	}
-	/* It holds WireGuard private keys: no core dumps. */
-	(void)prctl(PR_SET_DUMPABLE, 0);
+	/* It holds WireGuard private keys and its disk key: no core dumps, no ptrace by others. */
+	if (secret_harden_process() < 0)
+		fprintf(stderr, "conclave-agent: warning: core dumps could not be disabled\n");
 	if (load_trust(&in, &cp, &ca, &d) < 0) {
 		fprintf(stderr, "conclave-agent: %s\n", d.msg);
 		return 1;
