@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 
 #include "joind_fixture.h"
 #include "conclave/util.h"
+
+#define STARTERS 4 /* nodes' swtpms provisioned at once */
 
 static int write_policy(struct jcluster *c)
 {
@@ -71,8 +75,32 @@ static void node_init(struct jnode *n, size_t i)
 	snprintf(n->endpoint, sizeof(n->endpoint), "192.0.%zu.%zu:51820", 2 + i / 250, 1 + i % 250);
 }
 
+struct starter {
+	struct jnode *nodes;
+	size_t n;
+	atomic_size_t next;
+	atomic_int failed;
+};
+
+/* Provisioning a swtpm takes a second or so, mostly waiting: a few at a time. */
+static void *start_nodes(void *arg)
+{
+	struct starter *st = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add(&st->next, 1)) < st->n) {
+		if (fixture_start(&st->nodes[i].fx) < 0)
+			atomic_store(&st->failed, 1);
+		node_init(&st->nodes[i], i);
+	}
+	return NULL;
+}
+
 int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, size_t n)
 {
+	struct starter st = { .nodes = nodes, .n = n };
+	pthread_t threads[STARTERS];
+	size_t n_threads = n < STARTERS ? n : STARTERS;
 	_cleanup_kms_ struct kms *k = NULL;
 	const char *tmp = getenv("TMPDIR");
 	struct diag d;
@@ -94,12 +122,14 @@ int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, siz
 	snprintf(c->log, sizeof(c->log), "%s/joind.log", c->dir);
 	if (fixture_start(&c->cp) < 0)
 		return -EIO;
-	for (size_t i = 0; i < n; i++) {
-		memset(&nodes[i], 0, sizeof(nodes[i]));
-		if (fixture_start(&nodes[i].fx) < 0)
-			return -EIO;
-		node_init(&nodes[i], i);
-	}
+	memset(nodes, 0, n * sizeof(*nodes));
+	for (size_t i = 0; i < n_threads; i++)
+		if (pthread_create(&threads[i], NULL, start_nodes, &st) != 0)
+			return -EAGAIN;
+	for (size_t i = 0; i < n_threads; i++)
+		pthread_join(threads[i], NULL);
+	if (atomic_load(&st.failed))
+		return -EIO;
 	if (kms_new_random(&k, &d) < 0 || kms_recovery_write(k, c->recovery, &d) < 0 ||
 	    write_policy(c) < 0 || write_ek_roots(c) < 0)
 		return -EIO;
