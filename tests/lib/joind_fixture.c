@@ -16,7 +16,7 @@
 #include "joind_fixture.h"
 #include "conclave/util.h"
 
-#define STARTERS 4 /* nodes' swtpms provisioned at once */
+#define STARTERS 3 /* more threads provisioning or stopping nodes' swtpms */
 
 static int write_policy(struct jcluster *c)
 {
@@ -82,7 +82,7 @@ struct starter {
 	atomic_int failed;
 };
 
-/* Provisioning a swtpm takes a second or so, mostly waiting: a few at a time. */
+/* Provisioning a swtpm takes a second or so, stopping one an orderly shutdown: a few at a time. */
 static void *start_nodes(void *arg)
 {
 	struct starter *st = arg;
@@ -96,11 +96,33 @@ static void *start_nodes(void *arg)
 	return NULL;
 }
 
+static void *stop_nodes(void *arg)
+{
+	struct starter *st = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add(&st->next, 1)) < st->n)
+		fixture_stop(&st->nodes[i].fx);
+	return NULL;
+}
+
+/* Run fn over every node: this thread and up to STARTERS more take nodes in turn. */
+static void for_nodes(struct starter *st, void *(*fn)(void *))
+{
+	pthread_t threads[STARTERS];
+	size_t started = 0;
+
+	while (started < STARTERS && started < st->n &&
+	       pthread_create(&threads[started], NULL, fn, st) == 0)
+		started++;
+	fn(st);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+}
+
 int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, size_t n)
 {
 	struct starter st = { .nodes = nodes, .n = n };
-	pthread_t threads[STARTERS];
-	size_t n_threads = n < STARTERS ? n : STARTERS;
 	_cleanup_kms_ struct kms *k = NULL;
 	const char *tmp = getenv("TMPDIR");
 	struct diag d;
@@ -123,11 +145,7 @@ int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, siz
 	if (fixture_start(&c->cp) < 0)
 		return -EIO;
 	memset(nodes, 0, n * sizeof(*nodes));
-	for (size_t i = 0; i < n_threads; i++)
-		if (pthread_create(&threads[i], NULL, start_nodes, &st) != 0)
-			return -EAGAIN;
-	for (size_t i = 0; i < n_threads; i++)
-		pthread_join(threads[i], NULL);
+	for_nodes(&st, start_nodes);
 	if (atomic_load(&st.failed))
 		return -EIO;
 	if (kms_new_random(&k, &d) < 0 || kms_recovery_write(k, c->recovery, &d) < 0 ||
@@ -157,12 +175,12 @@ int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, siz
 
 void jcluster_teardown(struct jcluster *c)
 {
+	struct starter st = { .nodes = c->nodes, .n = c->n_nodes };
 	char cmd[PATH_MAX + 16];
 
 	if (c->pid > 0)
 		jcluster_stop(c, SIGKILL);
-	for (size_t i = 0; i < c->n_nodes; i++)
-		fixture_stop(&c->nodes[i].fx);
+	for_nodes(&st, stop_nodes);
 	fixture_stop(&c->cp);
 	if (c->dir[0] && !getenv("CONCLAVE_KEEP_WORK")) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);

@@ -439,6 +439,7 @@ int main(int argc, char **argv)
 	       "# late %u\n# generation %llu\n",
 	       first.rss_kb, peak.rss_kb, last.rss_kb, first.fds, last.fds, first.sessions,
 	       last.sessions, leaves, revoked, lates, (unsigned long long)gen);
+	fflush(stdout); /* before the long teardown of every swtpm */
 	free(members);
 	membership_close(m);
 	for (size_t i = 0; i < n; i++)
