@@ -11,7 +11,7 @@
 # shellcheck disable=SC2016 # jq and perl programs are single-quoted on purpose
 # shellcheck source=tests/lib/agent_env.bash
 . "${CONCLAVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/agent_env.bash"
-agent_env_require
+agent_env_require # no tools beyond the usual ones
 agent_env_init agent
 sender_pid=
 # start_sender FROM TO: agent FROM's namespace sends WireGuard-shaped UDP from port 51820 to

@@ -6,6 +6,7 @@
 # cluster's current peer set by itself. joind sends a heartbeat every 500 ms here and the agents
 # presume a session lost after 3 s of silence (--session-timeout-s). Prints TAP.
 # shellcheck source=tests/lib/agent_env.bash
+# shellcheck disable=SC2016 # diagnostics and checks are single-quoted: evaluated when they run
 . "${CONCLAVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/agent_env.bash"
 agents=(1 2)
 agent_env_require nft

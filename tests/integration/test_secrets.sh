@@ -9,13 +9,14 @@
 # /proc/PID/limits) and files holding secrets are 0600; the recovery file is not written
 # through a symbolic link or over an existing file. Prints TAP.
 # shellcheck source=tests/lib/agent_env.bash
+# shellcheck disable=SC2016 # diagnostics and checks are single-quoted: evaluated when they run
 . "${CONCLAVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/agent_env.bash"
 agents=(1 2)
 agent_env_require openssl base64 xxd
 agent_env_init secrets
 find_secret=$build/tests/tools/find_secret
 
-echo "1..22"
+echo "1..23"
 setup_network
 setup_tpms
 setup_trust
@@ -109,7 +110,7 @@ check "the test's key list holds what it should (master, salt, 2 disk keys, 4 Wi
 core_limit() { awk '/^Max core file size/ { print $5 "/" $6 }' "/proc/$1/limits"; }
 check "conclave-joind dumps no core (Max core file size 0/0)" "core_limit $joind_pid" \
 	test "$(core_limit "$joind_pid")" = 0/0
-for i in 1; do
+for i in 1 2; do
 	check "conclave-agent $i dumps no core (Max core file size 0/0)" \
 		"core_limit ${agent_pid[$i]}" test "$(core_limit "${agent_pid[$i]}")" = 0/0
 done

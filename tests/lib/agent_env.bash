@@ -13,10 +13,11 @@ ctl=$build/conclavectl
 agent_bin=$build/conclave-agent
 swtpm_env=$root/tests/tools/swtpm-env
 log=$root/tests/data/eventlogs/eventlog-uki.bin
-agents=(${agents[@]:-1 2 3 4})
+[ -n "${agents+set}" ] || agents=(1 2 3 4)
 joind_extra=() # more options for conclave-joind
 
 # agent_env_require TOOL...: skip the whole test (TAP plan 0) without root or a tool.
+# shellcheck disable=SC2120 # the extra tools are optional
 agent_env_require() {
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "1..0 # SKIP needs root (network namespaces, bpffs)"
@@ -262,4 +263,5 @@ init_cluster() {
 		--operator-key "$work/operator.key" --timeout-ms 5000 \
 		--recovery-out "$work/cluster.rec" --cluster-out "$work/cluster.json"
 	cluster_id=$(jq -r .cluster_id "$work/cluster.json")
+	export cluster_id # the scripts that source this use it
 }
