@@ -42,12 +42,7 @@ init_cluster
 
 # ---- (1) three agents join and see each other; the fourth does not match the policy ---------
 started=$(date +%s%N)
-for i in 1 2 3 4; do
-	# The pin roots are directories on /sys/fs/bpf: the agent mounts a bpffs of its own only
-	# where there is none.
-	mkdir -p "$pins-$i"
-	start_agent "$i"
-done
+start_agents # with the options start_agent always gives
 declare -A id=() key=() gen=()
 for i in 1 2 3; do
 	others=$(echo 1 2 3 | tr ' ' '\n' | grep -vx "$i" | tr '\n' ' ')

@@ -44,17 +44,7 @@ static struct jnode nodes[N_NODES];
 static char full_dir[PATH_MAX + 8], full_db[PATH_MAX + 32]; /* joind_args keeps pointers */
 static bool mounted;
 
-#define check(cond, ...)                                                                \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			char *tail_ = jcluster_log_tail(&cl, 2500);                     \
-			print_message("# %s:%d: %s\n# ", __FILE__, __LINE__, #cond);    \
-			print_message(__VA_ARGS__);                                     \
-			print_message("\n# joind log tail:\n%s\n", tail_ ? tail_ : ""); \
-			free(tail_);                                                    \
-			fail();                                                         \
-		}                                                                       \
-	} while (0)
+#define check(cond, ...) JCHECK(&cl, cond, __VA_ARGS__)
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 

@@ -18,10 +18,7 @@ setup_network
 setup_tpms
 setup_trust
 init_cluster
-for i in 1 2; do
-	mkdir -p "$pins-$i"
-	start_agent "$i" --session-timeout-s 3
-done
+start_agents --session-timeout-s 3
 declare -A id=()
 for i in 1 2; do
 	check "agent $i reaches running with 1 peer" "agent_diag $i" \

@@ -45,17 +45,7 @@ static long rss_start_kb, rss_max_kb;
 static atomic_bool attacking;
 static atomic_uint src_next;
 
-#define check(cond, ...)                                                                \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			char *tail_ = jcluster_log_tail(&cl, 3000);                     \
-			print_message("# %s:%d: %s\n# ", __FILE__, __LINE__, #cond);    \
-			print_message(__VA_ARGS__);                                     \
-			print_message("\n# joind log tail:\n%s\n", tail_ ? tail_ : ""); \
-			free(tail_);                                                    \
-			fail();                                                         \
-		}                                                                       \
-	} while (0)
+#define check(cond, ...) JCHECK(&cl, cond, __VA_ARGS__)
 
 static void sample_rss(void)
 {

@@ -21,10 +21,7 @@ setup_network
 setup_tpms
 setup_trust
 init_cluster
-for i in 1 2; do
-	mkdir -p "$pins-$i"
-	start_agent "$i"
-done
+start_agents # with the options start_agent always gives
 for i in 1 2; do
 	check "agent $i reaches running" "agent_diag $i" until_true 30 is "$i" '.state == "running"'
 done

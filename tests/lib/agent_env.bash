@@ -58,12 +58,8 @@ cleanup() {
 	if [ -n "${CONCLAVE_KEEP_WORK:-}" ]; then echo "# kept $work"; else rm -rf "$work"; fi
 }
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"; shift
-	local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
-}
+# shellcheck source=tests/lib/tap.bash
+. "$root/tests/lib/tap.bash"
 # check NAME DIAGNOSTIC CMD...: ok if CMD succeeds, else not ok with DIAGNOSTIC's output
 check() {
 	local name=$1 diag=$2; shift 2
@@ -144,6 +140,17 @@ start_agent() {
 		--no-wireguard --underlay "veth$i" --pin-root "$pins-$i" "${ranges[@]}" \
 		--reattest-s 2 --status "$work/a$i.sock" -v "$@" >>"$work/a$i.log" 2>&1 &
 	agent_pid[$i]=$!
+}
+
+# start_agents [options...]: every agent in ${agents[@]}. Their pin roots are directories on
+# /sys/fs/bpf: an agent mounts a bpffs of its own only where there is none.
+# shellcheck disable=SC2120 # the options are optional
+start_agents() {
+	local i
+	for i in "${agents[@]}"; do
+		mkdir -p "$pins-$i"
+		start_agent "$i" "$@"
+	done
 }
 
 # stop_agent N: SIGTERM, SIGKILL after 5 s; returns the agent's exit status.

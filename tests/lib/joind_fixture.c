@@ -18,25 +18,23 @@
 
 #define STARTERS 3 /* more threads provisioning or stopping nodes' swtpms */
 
-static int write_policy(struct jcluster *c)
+int signed_policy_write(const struct policy *p, const char *prefix, const char *path)
 {
-	char prefix[PATH_MAX], key_path[PATH_MAX + 8], *json = NULL, *signed_doc = NULL;
+	char key_path[PATH_MAX + 8], *json = NULL, *signed_doc = NULL;
 	EVP_PKEY *key = NULL;
-	struct diag d;
+	struct diag d = { { 0 } };
 	int ret;
 
-	snprintf(prefix, sizeof(prefix), "%s/policy", c->dir);
 	snprintf(key_path, sizeof(key_path), "%s.key", prefix);
-	snprintf(c->policy_pub, sizeof(c->policy_pub), "%s.pub", prefix);
 	ret = policy_keygen(prefix, &d);
 	if (ret == 0)
 		ret = policy_load_private(key_path, &key, &d);
 	if (ret == 0)
-		ret = policy_to_json(&c->cp.policy, &json); /* every TPM booted the golden image */
+		ret = policy_to_json(p, &json);
 	if (ret == 0)
 		ret = policy_sign(key, json, strlen(json), &signed_doc, &d);
 	if (ret == 0)
-		ret = write_file_new(c->policy, signed_doc, strlen(signed_doc), 0600);
+		ret = write_file_new(path, signed_doc, strlen(signed_doc), 0600);
 	if (ret < 0)
 		fprintf(stderr, "node policy: %s\n", d.msg);
 	EVP_PKEY_free(key);
@@ -45,25 +43,36 @@ static int write_policy(struct jcluster *c)
 	return ret;
 }
 
-/* Every node's swtpm has its own CA: joind trusts them all. */
-static int write_ek_roots(struct jcluster *c)
+int file_append(FILE *out, const char *path)
 {
-	FILE *out = fopen(c->ek_roots, "we");
+	uint8_t *buf = NULL;
+	size_t len;
+	int ret = read_file(path, 1u << 20, &buf, &len);
 
+	if (ret == 0 && fwrite(buf, 1, len, out) != len)
+		ret = -EIO;
+	free(buf);
+	return ret;
+}
+
+/* The node policy (every TPM booted the golden image) and every node's EK root: each swtpm has
+ * its own CA, joind trusts them all. */
+static int write_trust(struct jcluster *c)
+{
+	char prefix[PATH_MAX];
+	FILE *out;
+	int ret = 0;
+
+	snprintf(prefix, sizeof(prefix), "%s/policy", c->dir);
+	snprintf(c->policy_pub, sizeof(c->policy_pub), "%s.pub", prefix);
+	if (signed_policy_write(&c->cp.policy, prefix, c->policy) < 0)
+		return -EIO;
+	out = fopen(c->ek_roots, "we");
 	if (!out)
 		return -errno;
-	for (size_t i = 0; i < c->n_nodes; i++) {
-		uint8_t *buf = NULL;
-		size_t len;
-
-		if (read_file(c->nodes[i].fx.tpm.ca, 1u << 20, &buf, &len) < 0) {
-			fclose(out);
-			return -EIO;
-		}
-		fwrite(buf, 1, len, out);
-		free(buf);
-	}
-	return fclose(out) == 0 ? 0 : -EIO;
+	for (size_t i = 0; i < c->n_nodes && ret == 0; i++)
+		ret = file_append(out, c->nodes[i].fx.tpm.ca);
+	return fclose(out) == 0 ? ret : -EIO;
 }
 
 static void node_init(struct jnode *n, size_t i)
@@ -149,7 +158,7 @@ int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, siz
 	if (atomic_load(&st.failed))
 		return -EIO;
 	if (kms_new_random(&k, &d) < 0 || kms_recovery_write(k, c->recovery, &d) < 0 ||
-	    write_policy(c) < 0 || write_ek_roots(c) < 0)
+	    write_trust(c) < 0)
 		return -EIO;
 	c->args = (struct joind_args){
 		.port_file = c->port_file,
@@ -218,16 +227,17 @@ void jcluster_client(const struct jcluster *c, struct jnode *n, const uint8_t *u
 		.timeout_ms = 5000,
 		.cp_policy = &c->cp.policy,
 		.cp_ca = c->cp.ca,
-		.attest = { .tcti = n->fx.tpm.tcti,
-			    .ak_state = n->fx.ak_state,
-			    .pcr_mask = NODE_QUOTE_PCRS,
-			    .event_log = n->fx.log_path,
-			    .ek_chain = n->fx.tpm.issuer },
 		.wg_pubkey = n->wg,
 		.disk_uuid = uuid ? uuid : n->uuid,
 		.endpoints = { n->endpoint },
 		.n_endpoints = 1,
 	};
+	/* A node quotes its boot and PCR 15 (the cluster it joined), with its event log. */
+	out->attest = (struct attest_opts){ .tcti = n->fx.tpm.tcti,
+					    .ak_state = n->fx.ak_state,
+					    .pcr_mask = NODE_QUOTE_PCRS };
+	out->attest.event_log = n->fx.log_path;
+	out->attest.ek_chain = n->fx.tpm.issuer;
 }
 
 int jcluster_join(const struct jcluster *c, struct jnode *n, struct join_info *out, struct diag *d)

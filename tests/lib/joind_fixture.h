@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "attest_fixture.h"
@@ -58,6 +59,24 @@ int jcluster_join(const struct jcluster *c, struct jnode *n, struct join_info *o
 /* A successful join's answer is n's: same node id and disk key as its first join (recorded
  * then). false with why set otherwise. */
 bool jnode_same_as_first_join(struct jnode *n, const struct join_info *j, const char **why);
+
+/* Sign p with a new Ed25519 key (PREFIX.key, PREFIX.pub) and write the envelope to path (0600). */
+int signed_policy_write(const struct policy *p, const char *prefix, const char *path);
+/* Append the contents of the file at path to out (an EK root bundle, one CA at a time). */
+int file_append(FILE *out, const char *path);
+
+/* A cmocka check that names the condition, says why, and shows the tail of c's joind log. */
+#define JCHECK(c, cond, ...)                                                            \
+	do {                                                                            \
+		if (!(cond)) {                                                          \
+			char *tail_ = jcluster_log_tail(c, 2500);                       \
+			print_message("# %s:%d: %s\n# ", __FILE__, __LINE__, #cond);    \
+			print_message(__VA_ARGS__);                                     \
+			print_message("\n# joind log tail:\n%s\n", tail_ ? tail_ : ""); \
+			free(tail_);                                                    \
+			fail();                                                         \
+		}                                                                       \
+	} while (0)
 
 /* A real TLS 1.3 ClientHello record as OpenSSL makes it (into memory); its length, 0 on error. */
 size_t tls_client_hello(uint8_t *buf, size_t cap);
