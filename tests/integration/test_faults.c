@@ -107,7 +107,7 @@ static pid_t swtpm_pid(const struct swtpm *t)
 /* joind logs a refusal after answering: wait up to 5 s for text to appear in its log. */
 static bool log_says(const char *text)
 {
-	for (int i = 0; i < 50; i++) {
+	for (int i = 0; i < test_ms(5000) / 100; i++) {
 		char *log = jcluster_log_tail(&cl, 1u << 16);
 		bool found = log && strstr(log, text);
 
@@ -442,7 +442,7 @@ static int group_setup(void **state)
 	signal(SIGPIPE, SIG_IGN);
 	if (jcluster_setup(&cl, "faults", nodes, N_NODES) < 0)
 		return -1;
-	cl.args.timeout_ms = 3000;
+	cl.args.timeout_ms = test_ms(3000);
 	if (jcluster_start(&cl, &why) < 0) {
 		fprintf(stderr, "joind: %s\n", why);
 		return -1;

@@ -37,7 +37,7 @@
 #define NODE_BAD_PCR 3
 #define NODE_KILLED  4
 #define WORKERS	     4
-#define JOIND_MS     2000 /* joind's per-message deadline */
+#define JOIND_MS     test_ms(2000) /* joind's per-message deadline */
 #define KILL_ROUNDS  4
 
 struct node {
@@ -154,8 +154,8 @@ static int node_join(struct node *n, const uint8_t *uuid, struct join_info *out,
 	struct joinclient_config c = {
 		.host = "127.0.0.1",
 		.port = joind_port,
-		.connect_timeout_ms = 2000,
-		.timeout_ms = 5000,
+		.connect_timeout_ms = test_ms(2000),
+		.timeout_ms = test_ms(5000),
 		.cp_policy = &joind_fx.policy,
 		.cp_ca = joind_fx.ca,
 		.attest = { .tcti = n->fx.tpm.tcti,

@@ -176,7 +176,7 @@ int jcluster_setup(struct jcluster *c, const char *tag, struct jnode *nodes, siz
 		.overlay_v6 = c->ranges.overlay_v6,
 		.pod_pool = c->ranges.pod_pool,
 		.workers = 4,
-		.timeout_ms = 2000,
+		.timeout_ms = test_ms(2000),
 		.verbose = true,
 	};
 	return 0;
@@ -223,8 +223,8 @@ void jcluster_client(const struct jcluster *c, struct jnode *n, const uint8_t *u
 	*out = (struct joinclient_config){
 		.host = "127.0.0.1",
 		.port = c->port,
-		.connect_timeout_ms = 2000,
-		.timeout_ms = 5000,
+		.connect_timeout_ms = test_ms(2000),
+		.timeout_ms = test_ms(5000),
 		.cp_policy = &c->cp.policy,
 		.cp_ca = c->cp.ca,
 		.wg_pubkey = n->wg,
