@@ -411,7 +411,11 @@ static void joind_wall_clock_jumps_are_survived_or_refused_clearly(void **s)
 	setenv("FAKETIME_TIMESTAMP_FILE", path, 1);
 	setenv("FAKETIME_NO_CACHE", "1", 1);
 	setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+	/* This joind also runs without --timeout-ms (its default deadline), as in the node image:
+	 * a default once stopped its accept loop at start. */
+	cl.args.timeout_ms = 0;
 	start_joind();
+	cl.args.timeout_ms = test_ms(3000);
 	unsetenv("LD_PRELOAD");
 	join_ok(&nodes[NODE_A]);
 

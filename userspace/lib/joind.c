@@ -680,15 +680,10 @@ static void log_unready(const struct pending *pend, uint64_t *logged)
 }
 
 /* Accepted connections wait in pend (no worker) until their ClientHello is complete. */
-static void accept_loop(struct joind *j, int lfd)
+static void accept_loop(struct joind *j, int lfd, struct pending *pend)
 {
-	struct pending *pend = pending_new(PENDING_DEFAULT_MAX, j->cfg->timeout_ms);
 	uint64_t limited = 0, unready = 0;
 
-	if (!pend) {
-		log_warn("joind: out of memory for the table of waiting connections");
-		return;
-	}
 	while (!*j->cfg->stop) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -715,7 +710,6 @@ static void accept_loop(struct joind *j, int lfd)
 		}
 		pending_add(pend, fd);
 	}
-	pending_free(pend);
 }
 
 int joind_run(const struct joind_config *c, struct diag *d)
@@ -740,6 +734,7 @@ int joind_run(const struct joind_config *c, struct diag *d)
 				 .on_overdue = overdue,
 				 .arg = &j,
 				 .reattest_ms = c->reattest_deadline_ms };
+	struct pending *pend = NULL;
 	int lfd = -1, ret;
 
 	if (!c->stop || !c->listen_addr || !c->tcti || !c->ak_state || !c->node_policy ||
@@ -760,8 +755,18 @@ int joind_run(const struct joind_config *c, struct diag *d)
 		ret = start_pool(&j, d);
 	if (ret == 0)
 		ret = listen_on(c, &lfd, d);
+	if (ret == 0) {
+		/* As long as a handshake may take: a hello must be complete by then. */
+		pend = pending_new(PENDING_DEFAULT_MAX,
+				   c->timeout_ms ? c->timeout_ms : ATLS_DEFAULT_TIMEOUT_MS);
+		if (!pend) {
+			diag_set(d, "joind: no memory for the table of waiting connections");
+			ret = -ENOMEM;
+		}
+	}
 	if (ret == 0)
-		accept_loop(&j, lfd);
+		accept_loop(&j, lfd, pend);
+	pending_free(pend);
 	if (lfd >= 0)
 		close(lfd);
 	stop_pool(&j);
