@@ -135,7 +135,7 @@ int pending_poll(struct pending *p, int lfd, int timeout_ms, void (*ready)(void 
 	for (size_t i = 0; i < n; i++) {
 		uint64_t left = p->w[i].deadline_ms > now_ms ? p->w[i].deadline_ms - now_ms : 0;
 
-		p->pfd[1 + i] = (struct pollfd){ .fd = p->w[i].fd, .events = POLLIN };
+		p->pfd[1 + i] = (struct pollfd){ .fd = p->w[i].fd, .events = POLLIN | POLLRDHUP };
 		if (left < (uint64_t)timeout_ms)
 			timeout_ms = (int)left;
 	}
@@ -149,6 +149,10 @@ int pending_poll(struct pending *p, int lfd, int timeout_ms, void (*ready)(void 
 
 		if (p->pfd[1 + i].revents)
 			v = look(p->w[i].fd);
+		/* Closed with its record incomplete: it never will be (and poll would keep saying
+		 * so at once, the read side being at its end). */
+		if (v == WAIT && p->pfd[1 + i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			v = CLOSED;
 		switch (v) {
 		case READY:
 			set_lowat(p->w[i].fd, 1);
