@@ -63,10 +63,13 @@ FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 20
+# `make check` runs every fuzz target this long (a TAP result each); CONCLAVE_SKIP=fuzz leaves it out.
+CHECK_FUZZ_SECONDS ?= 5
+CHECK_FUZZ := $(if $(filter fuzz,$(CONCLAVE_SKIP)),,fuzz)
 
 .SECONDARY:
-.PHONY: all check tests asan fuzz fuzz-smoke lint format bench demo clean install-deps image e2e \
-	install-cni
+.PHONY: all check tests asan valgrind fuzz fuzz-smoke lint format bench demo clean install-deps \
+	image e2e install-cni
 all: $(BPF_SKEL) $(LIB) $(CTL) $(INIT) $(JOIND) $(AGENT) $(CNI) $(TESTS) $(TOOLS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/conclave/datapath_abi.h
@@ -118,14 +121,21 @@ tests: $(TESTS) $(TOOLS) $(CTL) $(CNI)
 # The whole suite: unit, integration (real swtpm), shell contract tests. Ends with "N passed, N failed".
 # Dependencies first, then a sub-make: pkg-config flags must be read after the install.
 check: install-deps
-	$(MAKE) all
-	scripts/run-tests $(BUILD)
+	$(MAKE) all $(CHECK_FUZZ)
+	FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) scripts/run-tests $(BUILD)
 
-# AddressSanitizer + UBSan build of the same tests, in its own build directory.
+# AddressSanitizer + UBSan build of the same tests, in its own build directory (the fuzz
+# targets are already built with both sanitizers: `make check` runs them).
 asan:
-	CONCLAVE_SKIP=e2e $(MAKE) BUILD=build-asan CC=$(CLANG) \
+	CONCLAVE_SKIP="e2e fuzz" $(MAKE) BUILD=build-asan CC=$(CLANG) \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		LDFLAGS="-fsanitize=address,undefined" check
+
+# The C test programs under valgrind memcheck (leaks: definite and indirect fail), production
+# build; suppressions for third-party code only, in tests/valgrind.supp. Shell tests are not run.
+valgrind: install-deps
+	$(MAKE) all
+	CONCLAVE_SKIP="e2e fuzz" CONCLAVE_VALGRIND=1 scripts/run-tests $(BUILD)
 
 $(FUZZ_BUILD)/%.o: %.c | $(BPF_SKEL)
 	@mkdir -p $(dir $@)

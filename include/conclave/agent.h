@@ -28,6 +28,7 @@
 #define AGENT_DEFAULT_WG_IFNAME	  "cnc0"
 #define AGENT_DEFAULT_WG_PORT	  51820
 #define AGENT_DEFAULT_REATTEST_S  600
+#define AGENT_DEFAULT_SILENCE_S	  45 /* three of joind's default 15 s heartbeats */
 #define AGENT_DEFAULT_STATUS_PATH "/run/conclave/agent.sock"
 #define AGENT_DEFAULT_KEEPALIVE_S 25
 #define AGENT_BACKOFF_MIN_MS	  200
@@ -66,6 +67,9 @@ struct agent_config {
 	uint16_t keepalive_s;
 	/* Continuous attestation: 0 = never. */
 	int reattest_s;
+	/* A held session with no message (not even a heartbeat) for this long is presumed lost and
+	 * the agent reconnects; 0: AGENT_DEFAULT_SILENCE_S. */
+	int silence_s;
 	/* Local status (JSON on connect); NULL: none. */
 	const char *status_path;
 	volatile sig_atomic_t *stop;

@@ -82,6 +82,10 @@ int joinclient_reattest(struct joinclient_session *sess, const struct joinclient
 /* The session's fd, for poll(); joinclient_next still decides whether a message is complete. */
 int joinclient_fd(const struct joinclient_session *sess);
 
+/* When the join service last sent anything (an update, a verdict or a heartbeat), in
+ * CLOCK_MONOTONIC milliseconds (mono_ms): a session silent for several heartbeat intervals is
+ * presumed lost (a partition gives no other sign). */
+uint64_t joinclient_heard_ms(const struct joinclient_session *sess);
 void joinclient_close(struct joinclient_session *sess);
 
 /* Wipe the key and free the peers; the struct may be reused. */

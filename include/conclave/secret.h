@@ -21,6 +21,11 @@ struct secret *secret_random(size_t len);
 /* Wipe, unlock and free; NULL is fine. */
 void secret_free(struct secret *s);
 
+/* For a process that will hold keys, before it holds any: no core dumps at all (RLIMIT_CORE 0,
+ * soft and hard), and not dumpable (PR_SET_DUMPABLE 0: no ptrace attach by its user, /proc/PID
+ * files owned by root). 0, or -errno of the first that failed (both are tried). */
+int secret_harden_process(void);
+
 static inline void secret_freep(struct secret **s)
 {
 	secret_free(*s);

@@ -3,12 +3,8 @@ root=${CONCLAVE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 build=${CONCLAVE_BUILD:-$root/build}
 # shellcheck disable=SC2034 # used by the tests that source this
 ctl=$build/conclavectl
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"; shift
-	local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
-}
+# shellcheck source=tests/lib/tap.bash
+. "$root/tests/lib/tap.bash"
 # check NAME CMD...: ok if CMD succeeds; on failure show its output
 check() {
 	local name=$1 out; shift

@@ -32,7 +32,7 @@
 
 #define N_NODES	 4 /* A, B, C boot the golden image; D booted another kernel */
 #define NODE_NEW 3
-#define JOIND_MS 3000
+#define JOIND_MS test_ms(3000)
 #define PUSH_MS	 1000 /* what the issue promises for a change to reach every agent */
 
 struct node {
@@ -184,8 +184,8 @@ static int node_subscribe(struct node *n, struct diag *d)
 	struct joinclient_config c = {
 		.host = "127.0.0.1",
 		.port = joind_port,
-		.connect_timeout_ms = 2000,
-		.timeout_ms = 5000,
+		.connect_timeout_ms = test_ms(2000),
+		.timeout_ms = test_ms(5000),
 		.cp_policy = &cp.policy,
 		.cp_ca = cp_roots,
 		.attest = { .tcti = n->fx.tpm.tcti,
@@ -652,8 +652,8 @@ static int wanderer_join(uint32_t mask, struct join_info *j, struct diag *d)
 	struct joinclient_config c = {
 		.host = "127.0.0.1",
 		.port = joind_port,
-		.connect_timeout_ms = 2000,
-		.timeout_ms = 5000,
+		.connect_timeout_ms = test_ms(2000),
+		.timeout_ms = test_ms(5000),
 		.cp_policy = &cp.policy,
 		.cp_ca = cp_roots,
 		.attest = { .tcti = wanderer.tpm.tcti,

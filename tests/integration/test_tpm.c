@@ -199,9 +199,9 @@ static void ak_is_created_then_reloaded_across_a_tpm_restart(void **state)
 		fail_msg("tpm_ak_ensure (create): %s", d.msg);
 	assert_int_equal(f->ak.handle, TPM_AK_HANDLE);
 	assert_mode(f->state, NULL, 0700);
-	assert_mode(f->state, "ak.pub", 0644);
-	assert_mode(f->state, "ak.handle", 0644);
-	assert_mode(f->state, "ek.alg", 0644);
+	assert_mode(f->state, "ak.pub", 0600);
+	assert_mode(f->state, "ak.handle", 0600);
+	assert_mode(f->state, "ek.alg", 0600);
 	ak_name(&f->ak, n1, &l1);
 
 	tpm_close(f->tpm);

@@ -79,7 +79,7 @@ static void exec_joind(const struct joind_args *a)
 
 pid_t joind_proc_start(const struct joind_args *a, int timeout_ms, uint16_t *port, const char **why)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = now_ms() + test_ms(timeout_ms);
 	pid_t pid;
 
 	*port = 0;

@@ -107,3 +107,11 @@ void swtpm_destroy(struct swtpm *t)
 	run(NULL, 0, "rm -rf '%s'", t->dir);
 	t->dir[0] = '\0';
 }
+
+int test_ms(int ms)
+{
+	const char *env = getenv("CONCLAVE_TIME_SCALE");
+	long scale = env ? strtol(env, NULL, 10) : 1;
+
+	return scale > 1 && scale <= 100 ? ms * (int)scale : ms;
+}

@@ -30,5 +30,8 @@ void swtpm_destroy(struct swtpm *t);
 const char *test_path(const char *rel, char *buf, size_t len);
 /* Path of a build output (CONCLAVE_BUILD, else ./build). */
 const char *build_path(const char *rel, char *buf, size_t len);
+/* A test's deadline of ms, times CONCLAVE_TIME_SCALE (default 1): `make valgrind` sets 10, since
+ * code under memcheck runs 20-50 times slower and the other side's deadlines would fire. */
+int test_ms(int ms);
 
 #endif

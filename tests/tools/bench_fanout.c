@@ -42,6 +42,7 @@
 #include <arpa/inet.h>
 #include <openssl/rand.h>
 
+#include "joind_fixture.h"
 #include "conclave/atls.h"
 #include "conclave/hub.h"
 #include "conclave/membership.h"
@@ -128,20 +129,10 @@ static double pct(double *v, size_t n, double p)
 	return v[k < 0 ? 0 : k >= (long)n ? (long)n - 1 : k];
 }
 
-/* Resident set size of this process in KiB, from /proc/self/status. */
+/* Resident set size of this process in KiB. */
 static long rss_kb(void)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	char line[256];
-	long kb = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	return proc_rss_kb(getpid());
 }
 
 /* CPU time of a thread of this process, by tid: the clock id the kernel derives from it

@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "attest_fixture.h"
+#include "joind_fixture.h"
 #include "joind_proc.h"
 #include "conclave/joinclient.h"
 #include "conclave/kms.h"
@@ -425,51 +426,23 @@ static void bench_fsync(int rounds)
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-static int write_policy(void)
+/* The node policy, and every pool node's EK root (each swtpm has its own CA). */
+static int write_trust(void)
 {
-	char prefix[PATH_MAX], key_path[PATH_MAX + 8], *json = NULL, *signed_doc = NULL;
-	EVP_PKEY *key = NULL;
-	struct diag d = { { 0 } };
-	int ret;
+	char prefix[PATH_MAX];
+	FILE *out;
+	int ret = 0;
 
 	snprintf(prefix, sizeof(prefix), "%s/policy", dir);
-	snprintf(key_path, sizeof(key_path), "%s.key", prefix);
 	snprintf(pub_path, sizeof(pub_path), "%s.pub", prefix);
-	ret = policy_keygen(prefix, &d);
-	if (ret == 0)
-		ret = policy_load_private(key_path, &key, &d);
-	if (ret == 0)
-		ret = policy_to_json(&nodes[0].fx.policy, &json);
-	if (ret == 0)
-		ret = policy_sign(key, json, strlen(json), &signed_doc, &d);
-	if (ret == 0)
-		ret = write_file_new(policy_path, signed_doc, strlen(signed_doc), 0600);
-	if (ret < 0)
-		fprintf(stderr, "node policy: %s\n", d.msg);
-	EVP_PKEY_free(key);
-	free(json);
-	free(signed_doc);
-	return ret;
-}
-
-static int write_ca_bundle(void)
-{
-	FILE *out = fopen(ca_path, "we");
-
+	if (signed_policy_write(&nodes[0].fx.policy, prefix, policy_path) < 0)
+		return -EIO;
+	out = fopen(ca_path, "we");
 	if (!out)
 		return -errno;
-	for (int i = 0; i < pool_size; i++) {
-		uint8_t *buf = NULL;
-		size_t len;
-
-		if (read_file(nodes[i].fx.tpm.ca, 1u << 20, &buf, &len) < 0) {
-			fclose(out);
-			return -EIO;
-		}
-		fwrite(buf, 1, len, out);
-		free(buf);
-	}
-	return fclose(out) == 0 ? 0 : -EIO;
+	for (int i = 0; i < pool_size && ret == 0; i++)
+		ret = file_append(out, nodes[i].fx.tpm.ca);
+	return fclose(out) == 0 ? ret : -EIO;
 }
 
 static void print_log_tail(size_t max)
@@ -542,8 +515,7 @@ int main(int argc, char **argv)
 		pool_head = i;
 	}
 	if (kms_new_random(&k, &d) < 0 || kms_recovery_write(k, recovery_path, &d) < 0 ||
-	    write_policy() < 0 || write_ca_bundle() < 0 ||
-	    joind_start(clamp(clients + 8, 8, 1024)) < 0) {
+	    write_trust() < 0 || joind_start(clamp(clients + 8, 8, 1024)) < 0) {
 		fprintf(stderr, "bench: set-up failed: %s\n", d.msg);
 		goto fail;
 	}

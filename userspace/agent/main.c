@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include "conclave/agent.h"
 #include "conclave/atls.h"
@@ -15,6 +14,7 @@
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
 #include "conclave/net.h"
+#include "conclave/secret.h"
 #include "conclave/util.h"
 #include "conclave/verify.h"
 
@@ -71,11 +71,13 @@ static void usage(FILE *f)
 	    "  --keepalive S           WireGuard persistent keepalive (default %d)\n"
 	    "  --reattest-s N          re-attest and rotate keys every N s; 0 = never\n"
 	    "                          (default %d)\n"
+	    "  --session-timeout-s N   a held session silent this long (no heartbeat) is\n"
+	    "                          presumed lost: reconnect (default %d)\n"
 	    "  --status PATH           status socket (default %s; '-' = none)\n"
 	    "  -v, --verbose           log every state change and peer-set change\n",
 	    ATLS_DEFAULT_TIMEOUT_MS, DEFAULT_EVENTLOG, NODE_QUOTE_PCRS, DISK_DEFAULT_MOUNT,
 	    AGENT_DEFAULT_WG_IFNAME, AGENT_DEFAULT_WG_PORT, AGENT_DEFAULT_KEEPALIVE_S,
-	    AGENT_DEFAULT_REATTEST_S, AGENT_DEFAULT_STATUS_PATH);
+	    AGENT_DEFAULT_REATTEST_S, AGENT_DEFAULT_SILENCE_S, AGENT_DEFAULT_STATUS_PATH);
 }
 
 enum opt {
@@ -109,6 +111,7 @@ enum opt {
 	O_CONTROL_PLANE,
 	O_KEEPALIVE,
 	O_REATTEST,
+	O_SILENCE,
 	O_STATUS,
 };
 
@@ -143,6 +146,7 @@ static const struct option options[] = {
 	{ "control-plane", no_argument, NULL, O_CONTROL_PLANE },
 	{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 	{ "reattest-s", required_argument, NULL, O_REATTEST },
+	{ "session-timeout-s", required_argument, NULL, O_SILENCE },
 	{ "status", required_argument, NULL, O_STATUS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -224,7 +228,8 @@ static int set_option(struct agent_config *c, struct inputs *in, int opt, const 
 	case O_PCRS:
 	case O_WG_PORT:
 	case O_KEEPALIVE:
-	case O_REATTEST: break;
+	case O_REATTEST:
+	case O_SILENCE: break;
 	default: return -EINVAL;
 	}
 	if (number(arg, opt == O_PCRS ? 0xffffff : 86400 * 7, opt == O_PCRS ? 16 : 10, &v) < 0)
@@ -234,6 +239,7 @@ static int set_option(struct agent_config *c, struct inputs *in, int opt, const 
 	case O_PCRS: c->attest.pcr_mask = (uint32_t)v; return v ? 0 : -EINVAL;
 	case O_WG_PORT: c->wg_port = (uint16_t)v; return v && v < 65536 ? 0 : -EINVAL;
 	case O_KEEPALIVE: c->keepalive_s = (uint16_t)v; return v < 65536 ? 0 : -EINVAL;
+	case O_SILENCE: c->silence_s = (int)v; return v ? 0 : -EINVAL;
 	default: c->reattest_s = (int)v; return 0;
 	}
 }
@@ -307,8 +313,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "conclave-agent: --pcrs must include PCR %d\n", AGENT_CLUSTER_PCR);
 		return 2;
 	}
-	/* It holds WireGuard private keys: no core dumps. */
-	(void)prctl(PR_SET_DUMPABLE, 0);
+	/* It holds WireGuard private keys and its disk key: no core dumps, no ptrace by others. */
+	if (secret_harden_process() < 0)
+		fprintf(stderr, "conclave-agent: warning: core dumps could not be disabled\n");
 	if (load_trust(&in, &cp, &ca, &d) < 0) {
 		fprintf(stderr, "conclave-agent: %s\n", d.msg);
 		return 1;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conclave/secret.h"
 #include "conclave/util.h"
 #include "ctl.h"
 
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 	/* tpm2-tss logs its own ERROR lines for conditions we handle and report with the decoded
 	 * response code; keep them quiet unless the user asked for them. */
 	setenv("TSS2_LOG", "all+none", 0);
+	/* init, recover and set-policy hold the master secret or signing keys: no core dumps. */
+	(void)secret_harden_process();
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include "conclave/atls.h"
@@ -14,6 +13,7 @@
 #include "conclave/hub.h"
 #include "conclave/joind.h"
 #include "conclave/log.h"
+#include "conclave/secret.h"
 #include "conclave/verify.h"
 
 static volatile sig_atomic_t stop, reload;
@@ -309,7 +309,8 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	raise_limits();
 	/* It holds the master secret: no core dumps, no ptrace by others. */
-	(void)prctl(PR_SET_DUMPABLE, 0);
+	if (secret_harden_process() < 0)
+		fprintf(stderr, "conclave-joind: warning: core dumps could not be disabled\n");
 	if (joind_run(&c, &d) < 0) {
 		fprintf(stderr, "conclave-joind: %s\n", d.msg);
 		return 1;

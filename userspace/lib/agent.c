@@ -648,6 +648,7 @@ static int next_backoff(struct agent *a)
 
 static void run_session(struct agent *a)
 {
+	int silence_s = a->c->silence_s > 0 ? a->c->silence_s : AGENT_DEFAULT_SILENCE_S;
 	struct diag d = { { 0 } };
 	int ret = 0;
 
@@ -658,6 +659,15 @@ static void run_session(struct agent *a)
 		ret = drain(a, &d);
 		if (ret < 0)
 			break;
+		/* A partition shows only as silence: no update, no heartbeat. */
+		if (mono_ms() - joinclient_heard_ms(a->sess) > (uint64_t)silence_s * 1000) {
+			diag_set(&d,
+				 "nothing from the join service for %d s, not even a heartbeat: "
+				 "the session is presumed lost",
+				 silence_s);
+			ret = -ETIMEDOUT;
+			break;
+		}
 		if (a->c->reattest_s > 0 && mono_ms() >= due) {
 			ret = reattest(a, &d);
 			continue;

@@ -15,6 +15,7 @@
 #include "conclave/joinclient.h"
 #include "conclave/kms.h"
 #include "conclave/net.h"
+#include "conclave/util.h"
 
 void join_info_clear(struct join_info *j)
 {
@@ -146,6 +147,7 @@ struct joinclient_session {
 	struct atls_ctx *ctx;
 	struct atls_session *s;
 	int fd;
+	uint64_t heard_ms; /* CLOCK_MONOTONIC: the last message from the join service */
 };
 
 void joinclient_close(struct joinclient_session *sess)
@@ -193,6 +195,7 @@ static int open_join(const struct joinclient_config *c, bool subscribe, struct j
 		joinclient_close(js);
 		return ret;
 	}
+	js->heard_ms = mono_ms();
 	*sess = js;
 	return 0;
 }
@@ -217,6 +220,11 @@ int joinclient_reattest(struct joinclient_session *sess, const struct joinclient
 int joinclient_fd(const struct joinclient_session *sess)
 {
 	return sess->fd;
+}
+
+uint64_t joinclient_heard_ms(const struct joinclient_session *sess)
+{
+	return sess->heard_ms;
 }
 
 /* A snapshot replaces the view; it must still be about us. */
@@ -275,6 +283,7 @@ int joinclient_next(struct joinclient_session *sess, struct peerset *view, int t
 	ret = atls_recv(sess->s, &m, d);
 	if (ret < 0)
 		return ret;
+	sess->heard_ms = mono_ms();
 	if (m.type == WIRE_ERROR || (m.type == WIRE_VERDICT && m.code != WIRE_OK)) {
 		diag_set(d, "the join service ended the session (%s): %.*s", wire_code_name(m.code),
 			 (int)m.text.len, m.text.p ? (const char *)m.text.p : "");

@@ -18,6 +18,7 @@
 #include "conclave/evidence.h"
 #include "conclave/joinclient.h"
 #include "conclave/log.h"
+#include "conclave/pending.h"
 #include "conclave/peerset.h"
 #include "conclave/util.h"
 
@@ -660,19 +661,42 @@ static void maybe_reload(struct joind *j)
 		log_warn("joind: policy reload refused, the old policy stays: %s", d.msg);
 }
 
-static void accept_loop(struct joind *j, int lfd)
+static void dispatch_ready(void *arg, int fd)
 {
-	uint64_t limited = 0;
+	dispatch(arg, fd);
+}
+
+/* One line per 100 connections closed before their first TLS record. */
+static void log_unready(const struct pending *pend, uint64_t *logged)
+{
+	const struct pending_stats *st = pending_stats(pend);
+	uint64_t bad = st->garbage + st->closed + st->expired + st->evicted;
+
+	if (bad / 100 == *logged / 100)
+		return;
+	*logged = bad;
+	log_warn("joind: %llu connections closed before a complete TLS hello (not TLS %llu, "
+		 "closed by the client %llu, too slow %llu, pushed out by newer ones %llu)",
+		 (unsigned long long)bad, (unsigned long long)st->garbage,
+		 (unsigned long long)st->closed, (unsigned long long)st->expired,
+		 (unsigned long long)st->evicted);
+}
+
+/* Accepted connections wait in pend (no worker) until their ClientHello is complete. */
+static void accept_loop(struct joind *j, int lfd, struct pending *pend)
+{
+	uint64_t limited = 0, unready = 0;
 
 	while (!*j->cfg->stop) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd;
 
 		maybe_reload(j);
-		if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
+		if (pending_poll(pend, lfd, ACCEPT_POLL_MS, dispatch_ready, j) <= 0) {
+			log_unready(pend, &unready);
 			continue;
+		}
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
@@ -687,7 +711,7 @@ static void accept_loop(struct joind *j, int lfd)
 			close(fd);
 			continue;
 		}
-		dispatch(j, fd);
+		pending_add(pend, fd);
 	}
 }
 
@@ -714,6 +738,7 @@ int joind_run(const struct joind_config *c, struct diag *d)
 				 .on_overdue = overdue,
 				 .arg = &j,
 				 .reattest_ms = c->reattest_deadline_ms };
+	struct pending *pend = NULL;
 	int lfd = -1, ret;
 
 	if (!c->stop || !c->listen_addr || !c->tcti || !c->ak_state || !c->node_policy ||
@@ -734,8 +759,18 @@ int joind_run(const struct joind_config *c, struct diag *d)
 		ret = start_pool(&j, d);
 	if (ret == 0)
 		ret = listen_on(c, &lfd, d);
+	if (ret == 0) {
+		/* As long as a handshake may take: a hello must be complete by then. */
+		pend = pending_new(PENDING_DEFAULT_MAX,
+				   c->timeout_ms ? c->timeout_ms : ATLS_DEFAULT_TIMEOUT_MS);
+		if (!pend) {
+			diag_set(d, "joind: no memory for the table of waiting connections");
+			ret = -ENOMEM;
+		}
+	}
 	if (ret == 0)
-		accept_loop(&j, lfd);
+		accept_loop(&j, lfd, pend);
+	pending_free(pend);
 	if (lfd >= 0)
 		close(lfd);
 	stop_pool(&j);

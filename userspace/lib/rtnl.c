@@ -308,7 +308,7 @@ static struct nlmsghdr *link_msg(void *buf, uint16_t type, uint16_t flags, int i
 /* The link named ifname, or (ifname NULL) the link with index ifindex. */
 static int link_query_any(const char *ifname, int ifindex, struct link_info *li, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, ifname ? 0 : ifindex);
 	char what[32];
 	int ret;
@@ -374,7 +374,7 @@ int rtnl_link_get(const char *ifname, int *ifindex, unsigned int *mtu, struct di
 
 int rtnl_link_ensure(const char *ifname, const char *kind, int *ifindex, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct nlattr *nest;
 	struct link_info li;
@@ -419,7 +419,7 @@ int rtnl_link_ensure(const char *ifname, const char *kind, int *ifindex, struct 
 
 int rtnl_link_delete(const char *ifname, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	int ret = check_ifname(ifname, d);
 
@@ -437,7 +437,7 @@ int rtnl_link_delete(const char *ifname, struct diag *d)
 
 int rtnl_link_up(int ifindex, unsigned int mtu, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifi;
 	int ret;
@@ -524,7 +524,7 @@ static size_t addr_len(int family)
 
 int rtnl_addr_add(int ifindex, const char *cidr, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct ifaddrmsg *ifa;
 	struct cidr c;
@@ -560,7 +560,7 @@ int rtnl_addr_add(int ifindex, const char *cidr, struct diag *d)
 
 int rtnl_route_replace(int ifindex, const char *cidr, struct diag *d)
 {
-	uint32_t buf[REQ_BUF / 4];
+	uint32_t buf[REQ_BUF / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct rtmsg *rtm;
 	struct cidr c;

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -54,4 +56,16 @@ void secret_free(struct secret *s)
 	explicit_bzero(s, map_len);
 	munlock(s, map_len);
 	munmap(s, map_len);
+}
+
+int secret_harden_process(void)
+{
+	const struct rlimit none = { 0, 0 };
+	int ret = 0;
+
+	if (setrlimit(RLIMIT_CORE, &none) < 0)
+		ret = -errno;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 && ret == 0)
+		ret = -errno;
+	return ret;
 }

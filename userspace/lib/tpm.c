@@ -751,17 +751,19 @@ static int record_save(const char *dir, const TPM2B_PUBLIC *pub, uint16_t ek_alg
 	ret = marshal_public(pub, buf, sizeof(buf), &len);
 	if (ret < 0)
 		return diag_set(d, "marshalling the AK public area failed"), ret;
+	/* No secret in the record (the AK's private part never leaves the TPM), but what this
+	 * machine trusts about its own AK: nobody else's to read or rewrite. */
 	state_path(path, sizeof(path), dir, "ak.pub");
-	ret = write_file_atomic(path, buf, len, 0644);
+	ret = write_file_atomic(path, buf, len, 0600);
 	if (ret == 0) {
 		state_path(path, sizeof(path), dir, "ak.handle");
 		snprintf(text, sizeof(text), "0x%08x\n", TPM_AK_HANDLE);
-		ret = write_file_atomic(path, text, strlen(text), 0644);
+		ret = write_file_atomic(path, text, strlen(text), 0600);
 	}
 	if (ret == 0) {
 		state_path(path, sizeof(path), dir, "ek.alg");
 		snprintf(text, sizeof(text), "%s\n", ek_alg == TPM2_ALG_RSA ? "rsa" : "ecc");
-		ret = write_file_atomic(path, text, strlen(text), 0644);
+		ret = write_file_atomic(path, text, strlen(text), 0600);
 	}
 	if (ret < 0)
 		return diag_set(d, "writing %s: %s", path, strerror(-ret)), ret;

@@ -125,7 +125,7 @@ static int family_reply(const struct nlmsghdr *nlh, void *data)
 
 int wg_open(struct wg **out, struct diag *d)
 {
-	uint32_t buf[SMALL_REQ / 4];
+	uint32_t buf[SMALL_REQ / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	struct wg *w;
 	int ret;
@@ -419,7 +419,7 @@ int wg_build_peer_msgs(uint16_t genl_family, const char *ifname, const struct wg
 		return 0;
 	if (budget < SMALL_REQ / 4) /* not even the message header and the name */
 		return too_small(&b, d);
-	if (budget > UINT32_MAX || !(b.buf = malloc(budget))) {
+	if (budget > UINT32_MAX || !(b.buf = calloc(1, budget))) {
 		diag_set(d, "no memory for a %zu-byte message", budget);
 		return -ENOMEM;
 	}
@@ -779,7 +779,7 @@ void wg_device_free(struct wg_device *dev)
 int wg_get_device(struct wg *w, const char *ifname, struct wg_device *out, struct diag *d)
 {
 	struct dump_ctx c = { .dev = out, .d = d };
-	uint32_t buf[SMALL_REQ / 4];
+	uint32_t buf[SMALL_REQ / 4] = { 0 }; /* libmnl leaves attribute padding as it finds it */
 	struct nlmsghdr *nlh;
 	int ret = check_ifname(ifname, d);
 
