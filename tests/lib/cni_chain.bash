@@ -10,11 +10,13 @@
 # namespace the plugins run in, as the runtime's; "" for the caller's own).
 # Results: the last plugin's stdout in $chain_out, each ADD step's stdout in chain_steps[], and
 # the microseconds the plugins of the last chain_add/check/del ran in $chain_us (their execs
-# only: preparing each stdin with jq is this driver's cost, not the runtime's).
+# only: preparing each stdin with jq is this driver's cost, not the runtime's), each plugin's in
+# chain_step_us[] (indexed by its place in the list).
 
 chain_out=
 chain_steps=()
 chain_us=0
+chain_step_us=()
 
 # chain_plugin TYPE: the plugin's path in CNI_PATH
 chain_plugin() {
@@ -45,7 +47,8 @@ chain_exec() {
 	t0=$(date +%s%N)
 	chain_out=$("${run[@]}" <"${TMPDIR:-/tmp}/.cni-chain-$$")
 	rc=$?
-	chain_us=$((chain_us + ($(date +%s%N) - t0) / 1000))
+	chain_last_us=$((($(date +%s%N) - t0) / 1000))
+	chain_us=$((chain_us + chain_last_us))
 	rm -f "${TMPDIR:-/tmp}/.cni-chain-$$"
 	return $rc
 }
@@ -58,10 +61,12 @@ chain_add() {
 	local list=$1 prev="" i n
 	n=$(chain_len "$list")
 	chain_steps=()
+	chain_step_us=()
 	chain_us=0
 	for ((i = 0; i < n; i++)); do
 		chain_exec ADD "$(chain_conf "$list" "$i" "$prev")" "${@:2}" || return 1
 		chain_steps+=("$chain_out")
+		chain_step_us[i]=$chain_last_us
 		prev=$chain_out
 	done
 }
@@ -71,6 +76,7 @@ chain_check() {
 	local list=$1 result=$2 i n
 	n=$(chain_len "$list")
 	chain_us=0
+	chain_step_us=()
 	for ((i = 0; i < n; i++)); do
 		chain_exec CHECK "$(chain_conf "$list" "$i" "$result")" "${@:3}" || return 1
 	done
@@ -81,9 +87,11 @@ chain_del() {
 	local list=$1 result=$2 i n rc=0 errs=""
 	n=$(chain_len "$list")
 	chain_us=0
+	chain_step_us=()
 	for ((i = n - 1; i >= 0; i--)); do
 		chain_exec DEL "$(chain_conf "$list" "$i" "$result")" "${@:3}" ||
 			{ rc=1; errs+="$chain_out "; }
+		chain_step_us[i]=$chain_last_us
 	done
 	chain_out=$errs
 	return $rc
