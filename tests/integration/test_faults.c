@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -136,6 +137,7 @@ struct attempt {
 	struct jnode *n;
 	struct diag d;
 	int ret;
+	atomic_bool done;
 };
 
 static void *join_thread(void *arg)
@@ -151,14 +153,16 @@ static void *join_thread(void *arg)
 			a->ret = -EBADMSG;
 	}
 	join_info_clear(&j);
+	atomic_store(&a->done, true);
 	return NULL;
 }
 
-/* A TPM that lost power without TPM2_Shutdown reports clockInfo.safe = NO at its next start,
- * and verifiers refuse its quotes (its clock may have run backwards: counters replay). It is
- * safe again once its clock is next written to NV: on its own within 2^22 ms (about 70
- * minutes), or at once when the owner moves the clock forward past that interval
- * (TPM2_ClockSet, tpm2_setclock): the remedy docs/reliability.md gives. */
+/* A TPM that lost power without TPM2_Shutdown reports clockInfo.safe = NO at its next start
+ * when its clock state was lost (most kills here, not all), and verifiers refuse its quotes (its
+ * clock may have run backwards: counters replay). It is safe again once its clock is next written
+ * to NV: on its own within 2^22 ms (about 70 minutes), or at once when the owner moves the clock
+ * forward past that interval (TPM2_ClockSet, tpm2_setclock): the remedy docs/reliability.md gives.
+ */
 static void tpm_comes_back(struct fixture *fx, struct jnode *n, const char *whose)
 {
 	char cmd[PATH_MAX + 512];
@@ -175,10 +179,16 @@ static void tpm_comes_back(struct fixture *fx, struct jnode *n, const char *whos
 			break;
 		print_message("# (attempt %d: %s)\n", a, d.msg);
 	}
-	print_message("# first join after %s TPM crashed: %d: %s\n", whose, ret, d.msg);
+	print_message("# first join after %s TPM crashed: %d: %s\n", whose, ret,
+		      ret == 0 ? "joined (the TPM reports its clock safe)" : d.msg);
+	/* Whether the TPM lost clock state depends on where the kill caught it. */
+	if (ret == 0) {
+		join_ok(n);
+		return;
+	}
 	check(ret == -EACCES && strstr(d.msg, "clock"),
-	      "after the crash the %s TPM's clock must be refused as unsafe: %d: %s", whose, ret,
-	      d.msg);
+	      "after the crash the %s TPM must be refused for its unsafe clock, or join: %d: %s",
+	      whose, ret, d.msg);
 	snprintf(cmd, sizeof(cmd),
 		 "export TPM2TOOLS_TCTI='%s' TSS2_LOG=all+none; "
 		 "c=$(tpm2_readclock | awk '$1 == \"clock:\" { print $2; exit }') && "
@@ -275,7 +285,8 @@ static void joind_killed_mid_join_loses_nothing_committed(void **s)
 
 		check(pthread_create(&th, NULL, join_thread, &a) == 0, "pthread_create");
 		if (r == N_KILL - 1) {
-			for (int w = 0; w < 10000 && count_in_log(" joined (") == joined; w++)
+			/* Until joind logs the commit, or the join ends some other way. */
+			while (count_in_log(" joined (") == joined && !atomic_load(&a.done))
 				usleep(1000);
 			delay_ms = -1;
 		} else {
@@ -305,10 +316,11 @@ static void joind_killed_mid_join_loses_nothing_committed(void **s)
 		}
 		answered += a.ret == 0;
 		membership_close(m);
-		print_message("# kill %s %3d ms: %s, node %s\n",
+		print_message("# kill %s %3d ms: %s, node %s%s%s\n",
 			      delay_ms < 0 ? "when joind logged it," : "after",
 			      delay_ms < 0 ? 0 : delay_ms, id ? "committed" : "not committed",
-			      a.ret == 0 ? "answered" : "not answered");
+			      a.ret == 0 ? "answered" : "not answered (", a.ret == 0 ? "" : a.d.msg,
+			      a.ret == 0 ? "" : ")");
 		start_joind();
 		check(join_retrying(n, &d) == 0, "round %d: the node never joined: %s", r, d.msg);
 		check(!id || n->id == id, "round %d: committed as %lld, rejoined as %lld", r,
