@@ -730,7 +730,7 @@ static void misbehave(uint16_t port, enum misbehaviour what)
 		for (size_t i = 0; i < sizeof(hello); i++) {
 			if (SSL_write(ssl, hello + i, 1) != 1)
 				break;
-			usleep(150 * 1000);
+			usleep((useconds_t)test_ms(150) * 1000);
 		}
 		break;
 	default: break;
