@@ -679,7 +679,8 @@ static SSL_CTX *raw_client_ctx(int max_version)
 /* Wait (bounded) until the server closes the connection; what it sent is discarded. */
 static void drain_until_closed(SSL *ssl, int fd)
 {
-	struct timeval tv = { .tv_sec = test_ms(5000) / 1000 }; /* longer than the server's deadline */
+	/* Longer than the server's deadline. */
+	struct timeval tv = { .tv_sec = test_ms(5000) / 1000 };
 	char buf[4096];
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
