@@ -679,7 +679,8 @@ static SSL_CTX *raw_client_ctx(int max_version)
 /* Wait (bounded) until the server closes the connection; what it sent is discarded. */
 static void drain_until_closed(SSL *ssl, int fd)
 {
-	struct timeval tv = { .tv_sec = 5 };
+	/* Longer than the server's deadline. */
+	struct timeval tv = { .tv_sec = test_ms(5000) / 1000 };
 	char buf[4096];
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -730,7 +731,7 @@ static void misbehave(uint16_t port, enum misbehaviour what)
 		for (size_t i = 0; i < sizeof(hello); i++) {
 			if (SSL_write(ssl, hello + i, 1) != 1)
 				break;
-			usleep(150 * 1000);
+			usleep((useconds_t)test_ms(150) * 1000);
 		}
 		break;
 	default: break;

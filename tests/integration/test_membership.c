@@ -18,6 +18,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "swtpm_harness.h"
 #include "conclave/membership.h"
 
 static char dir[64], path[128];
@@ -946,7 +947,7 @@ static unsigned int crash_round(unsigned int first, unsigned int delay_us, unsig
 		crash_writer(first, fds[1]);
 	}
 	close(fds[1]);
-	usleep(delay_us);
+	usleep(delay_us * (unsigned int)test_ms(1)); /* longer under memcheck (make valgrind) */
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (!WIFSIGNALED(status))
