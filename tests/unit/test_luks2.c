@@ -59,7 +59,7 @@ static int check(const uint8_t *h, size_t len, struct luks2_info *info, char *ms
 	struct diag d = { { 0 } };
 	int ret = luks2_check(h, len, &ours, info, &d);
 
-	strcpy(msg, d.msg);
+	snprintf(msg, 256, "%s", d.msg); /* every caller passes char[256] */
 	return ret;
 }
 
