@@ -429,6 +429,14 @@ static void joind_wall_clock_jumps_are_survived_or_refused_clearly(void **s)
 		print_message("# SKIP libfaketime (package faketime) is not installed\n");
 		skip();
 	}
+#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+	/* libfaketime preloaded into an ASan joind: it starts too slowly to report its port in the
+	 * fixture's time (seen in make asan). make check runs this on the production build. */
+	print_message("# SKIP an AddressSanitizer build with libfaketime preloaded\n");
+	skip();
+#endif
+#endif
 	snprintf(path, sizeof(path), "%s/faketime", cl.dir);
 	set_clock("+0");
 	jcluster_stop(&cl, SIGTERM);
