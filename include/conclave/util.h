@@ -38,6 +38,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned i
  * removed again on failure. For files that must never be overwritten, such as keys. */
 int write_file_new(const char *path, const void *data, size_t len, unsigned int mode);
 
+/* A UUID in its canonical text form, 8-4-4-4-12 lower-case hex (what cryptsetup prints and
+ * blkid reports): out holds 37 bytes. */
+void uuid_format(const uint8_t uuid[16], char out[37]);
+
+/* Parse exactly that form (36 characters, lower case, dashes in place): 0 or -EINVAL. */
+int uuid_parse(const char *text, uint8_t uuid[16]);
+
 /* mkdir -p: missing parents 0755, path itself mode; an existing directory is fine. 0 or
  * -errno. */
 int mkdir_p(const char *path, unsigned int mode);

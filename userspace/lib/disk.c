@@ -164,18 +164,6 @@ int disk_find_by_serial(const char *serial, char *out, size_t cap)
 
 /* ---- open state ----------------------------------------------------------------------------- */
 
-static int parse_uuid_text(const char *text, uint8_t uuid[16])
-{
-	char hex[33];
-	size_t k = 0, len = 0;
-
-	for (const char *s = text; *s && k < 32; s++)
-		if (*s != '-')
-			hex[k++] = *s;
-	hex[k] = '\0';
-	return hex_decode(hex, uuid, 16, &len) == 0 && len == 16 ? 0 : -EINVAL;
-}
-
 /* Active, whether in use (CRYPT_BUSY: mounted) or not. */
 static bool mapping_active(const char *name)
 {
@@ -197,7 +185,7 @@ int disk_active(const struct disk_config *c, uint8_t uuid[16], struct diag *d)
 	if (ret < 0)
 		return crypt_fail(d, ret, "state disk mapping");
 	text = crypt_get_uuid(cd);
-	ret = text && parse_uuid_text(text, uuid) == 0 ? 1 : -EINVAL;
+	ret = text && uuid_parse(text, uuid) == 0 ? 1 : -EINVAL;
 	if (ret < 0)
 		diag_set(d, "state disk mapping %s has no LUKS2 UUID", name_of(c));
 	crypt_free(cd);
@@ -303,11 +291,7 @@ static int format(const struct disk_config *c, const struct disk_probe *p, const
 	char uuid[37], token[256], wipe_name[64], path[128];
 	int ret;
 
-	snprintf(uuid, sizeof(uuid),
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", p->uuid[0],
-		 p->uuid[1], p->uuid[2], p->uuid[3], p->uuid[4], p->uuid[5], p->uuid[6], p->uuid[7],
-		 p->uuid[8], p->uuid[9], p->uuid[10], p->uuid[11], p->uuid[12], p->uuid[13],
-		 p->uuid[14], p->uuid[15]);
+	uuid_format(p->uuid, uuid);
 	if (luks2_token_json(c->cluster_id, c->node_id, token, sizeof(token)) < 0) {
 		diag_set(d, "token too long");
 		return -EINVAL;
@@ -398,7 +382,7 @@ static int check_loaded(struct crypt_device *cd, const struct disk_config *c,
 	    crypt_get_data_offset(cd) != LUKS2_DATA_OFFSET / 512 ||
 	    crypt_get_integrity_info(cd, &ip) < 0 || !ip.integrity ||
 	    strcmp(ip.integrity, LUKS2_INTEGRITY) || ip.tag_size != LUKS2_TAG_SIZE ||
-	    !crypt_get_uuid(cd) || parse_uuid_text(crypt_get_uuid(cd), uuid) < 0 ||
+	    !crypt_get_uuid(cd) || uuid_parse(crypt_get_uuid(cd), uuid) < 0 ||
 	    memcmp(uuid, p->uuid, 16) != 0) {
 		diag_set(d, "the LUKS2 header libcryptsetup loaded is not the one checked");
 		return -EBADMSG;

@@ -200,15 +200,6 @@ int kms_derive(const struct kms *k, const char *purpose, const char *id, size_t 
 	return derive_info(k, info, len, out, d);
 }
 
-/* 8-4-4-4-12 lowercase, the form cryptsetup prints and blkid reports. */
-static void uuid_format(const uint8_t uuid[KMS_UUID_LEN], char out[37])
-{
-	char hex[2 * KMS_UUID_LEN + 1];
-
-	hex_encode(uuid, KMS_UUID_LEN, hex);
-	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-}
-
 int kms_disk_key(const struct kms *k, const uint8_t node_id[KMS_NODE_ID_LEN],
 		 const uint8_t uuid[KMS_UUID_LEN], struct secret **out, struct diag *d)
 {

@@ -79,27 +79,10 @@ static bool field_is(const uint8_t *p, size_t cap, const char *want)
  * key's derivation uses this canonical form). */
 static int parse_uuid(const uint8_t *p, struct luks2_info *out)
 {
-	static const char dash_at[] = { 8, 13, 18, 23 };
-	char hex[33];
-	size_t k = 0, len;
-
-	for (size_t i = 0; i < 36; i++) {
-		bool dash = memchr(dash_at, (int)i, sizeof(dash_at)) != NULL;
-
-		if (dash ? p[i] != '-'
-			 : !((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-			return -EBADMSG;
-		if (!dash)
-			hex[k++] = (char)p[i];
-	}
-	for (size_t i = 36; i < LEN_UUID; i++)
-		if (p[i])
-			return -EBADMSG;
-	hex[k] = '\0';
-	if (hex_decode(hex, out->uuid, sizeof(out->uuid), &len) < 0 || len != sizeof(out->uuid))
+	if (!memchr(p, 0, LEN_UUID) || !field_is(p, LEN_UUID, (const char *)p) ||
+	    uuid_parse((const char *)p, out->uuid) < 0)
 		return -EBADMSG;
-	memcpy(out->uuid_text, p, 36);
-	out->uuid_text[36] = '\0';
+	memcpy(out->uuid_text, p, 37);
 	return 0;
 }
 

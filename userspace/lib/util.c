@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,4 +198,32 @@ int mkdir_p(const char *path, unsigned int mode)
 	if (mkdir(buf, mode) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+void uuid_format(const uint8_t uuid[16], char out[37])
+{
+	char hex[33];
+
+	hex_encode(uuid, 16, hex);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+int uuid_parse(const char *text, uint8_t uuid[16])
+{
+	char hex[33];
+	size_t k = 0, len = 0;
+
+	for (size_t i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = text[i];
+
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return -EINVAL;
+		if (!dash)
+			hex[k++] = c;
+	}
+	if (text[36] != '\0')
+		return -EINVAL;
+	hex[k] = '\0';
+	return hex_decode(hex, uuid, 16, &len) == 0 && len == 16 ? 0 : -EINVAL;
 }
