@@ -608,7 +608,7 @@ static void *stream_send(void *arg)
 	while (!s->stop_tx) {
 		if (sendto(s->tx, &s->sent, sizeof(s->sent), 0, (struct sockaddr *)&s->to,
 			   s->to_len) > 0)
-			s->sent++;
+			__atomic_add_fetch(&s->sent, 1, __ATOMIC_RELAXED);
 		nanosleep(&gap, NULL);
 	}
 	return NULL;
@@ -637,6 +637,16 @@ static void sleep_ms(long ms)
 	nanosleep(&t, NULL);
 }
 
+/* Until the sender has sent `count` datagrams in all (bounded: a stalled sender fails). */
+static void wait_sent(struct stream *s, long count)
+{
+	for (long waited = 0; __atomic_load_n(&s->sent, __ATOMIC_RELAXED) < count; waited += 10) {
+		if (waited > test_ms(30000))
+			fail_msg("the sender sent only %ld of %ld datagrams", s->sent, count);
+		sleep_ms(10);
+	}
+}
+
 static void agent_restart_keeps_existing_peers_traffic(void **state)
 {
 	struct fx *f = *state;
@@ -648,6 +658,7 @@ static void agent_restart_keeps_existing_peers_traffic(void **state)
 	pthread_t tx, rx;
 	uint32_t in_before, eg_before, in_after, eg_after;
 	uint64_t drops = counter(f, DP_DROP_UNKNOWN_PEER) + counter(f, DP_DROP_SPOOFED_PORT);
+	long sent_before, sent_attached;
 	size_t n;
 	int self;
 
@@ -658,7 +669,9 @@ static void agent_restart_keeps_existing_peers_traffic(void **state)
 	s.to_len = sockaddr_of(addr4[NODE], WG_PORT, &s.to);
 	assert_int_equal(pthread_create(&rx, NULL, stream_receive, &s), 0);
 	assert_int_equal(pthread_create(&tx, NULL, stream_send, &s), 0);
-	sleep_ms(150);
+	/* Counted in datagrams, not time: a loaded host sends few per millisecond. */
+	wait_sent(&s, 100);
+	sent_before = __atomic_load_n(&s.sent, __ATOMIC_RELAXED);
 
 	/* The agent stops: nothing detached, nothing unpinned. */
 	datapath_close(f->dp);
@@ -672,7 +685,8 @@ static void agent_restart_keeps_existing_peers_traffic(void **state)
 	assert_int_equal(st.unchanged, 4);
 	assert_int_equal(st.added + st.updated + st.removed, 0);
 	attach(f);
-	sleep_ms(150);
+	sent_attached = __atomic_load_n(&s.sent, __ATOMIC_RELAXED);
+	wait_sent(&s, sent_attached + 100);
 
 	s.stop_tx = 1;
 	pthread_join(tx, NULL);
@@ -680,8 +694,10 @@ static void agent_restart_keeps_existing_peers_traffic(void **state)
 	pthread_join(rx, NULL);
 	close(s.tx);
 	close(s.rx);
-	print_message("# restart: %ld datagrams sent, %ld received\n", s.sent, s.received);
-	assert_true(s.sent > 300);
+	print_message("# restart: %ld datagrams sent (%ld before the stop, %ld after the new "
+		      "programs attached), %ld received\n",
+		      s.sent, sent_before, s.sent - sent_attached, s.received);
+	assert_true(sent_before >= 100 && s.sent - sent_attached >= 100);
 	assert_int_equal(s.received, s.sent);
 	assert_int_equal(counter(f, DP_DROP_UNKNOWN_PEER) + counter(f, DP_DROP_SPOOFED_PORT),
 			 drops);
