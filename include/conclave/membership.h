@@ -125,6 +125,7 @@ int membership_node_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_I
 struct member_tpm {
 	int64_t node_id;
 	bool active;
+	bool disk_released; /* by the operator; the next join binds a new disk */
 	uint8_t ak_name[MEMBERSHIP_AK_NAME_MAX];
 	size_t ak_name_len;
 	uint32_t reset_count, restart_count;

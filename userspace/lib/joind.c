@@ -281,8 +281,9 @@ static void revoke_for(struct joind *j, int64_t node_id, const char *why)
 	}
 }
 
-/* Only a known, active member of exactly this node id may re-attest on its session: checked on
- * the evidence's EK before any verification, so no challenge round runs on the hub thread.
+/* Only a known, active member of exactly this node id, whose disk is not released, may
+ * re-attest on its session: checked on the evidence's EK before any verification, so no
+ * challenge round runs on the hub thread.
  * endpoints gets what it registered (a re-attestation does not repeat them). */
 static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t node_id,
 			     char endpoints[MEMBERSHIP_ENDPOINTS_MAX], struct diag *d)
@@ -301,6 +302,12 @@ static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t 
 	if (ret == 0 && (!t.active || t.node_id != node_id)) {
 		diag_set(d, "evidence of another node than the session's");
 		ret = -EPERM;
+	}
+	/* Only a join binds a new disk (and hands out its key): end the session, revoke nothing. */
+	if (ret == 0 && t.disk_released) {
+		diag_set(d, "the operator released node %lld's disk: rejoin to bind a new one",
+			 (long long)node_id);
+		ret = -EKEYREVOKED;
 	}
 	if (ret == 0)
 		memcpy(endpoints, t.endpoints, MEMBERSHIP_ENDPOINTS_MAX);

@@ -169,8 +169,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DISK_OF] = "SELECT disk_uuid, state, ek_id, disk_released_at > 0 FROM nodes"
 		       " WHERE node_id = ?1",
 	[ST_NODE_OF] = "SELECT node_id FROM nodes WHERE ek_id = ?1",
-	[ST_TPM_OF] = "SELECT node_id, state, ak_name, reset_count, restart_count, clock, endpoints"
-		      " FROM nodes WHERE ek_id = ?1",
+	[ST_TPM_OF] =
+	    "SELECT node_id, state, ak_name, reset_count, restart_count, clock, endpoints,"
+	    " disk_released_at > 0 FROM nodes WHERE ek_id = ?1",
 	[ST_MEMBERS] = "SELECT " PEER_COLS ", ek_id, state, joined_at, attested_at, revoked_at,"
 		       " pcr_mask, pcrs FROM nodes ORDER BY node_id",
 	[ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -1514,6 +1515,7 @@ int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID
 	out->clock = (uint64_t)sqlite3_column_int64(s, 5);
 	snprintf(out->endpoints, sizeof(out->endpoints), "%s",
 		 sqlite3_column_text(s, 6) ? (const char *)sqlite3_column_text(s, 6) : "");
+	out->disk_released = sqlite3_column_int(s, 7) != 0;
 	sqlite3_reset(s);
 	return 0;
 }
