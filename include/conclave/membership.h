@@ -11,7 +11,7 @@
 
 #include "conclave/diag.h"
 
-#define MEMBERSHIP_SCHEMA_VERSION 3
+#define MEMBERSHIP_SCHEMA_VERSION 4
 #define MEMBERSHIP_EK_ID_LEN	  32
 #define MEMBERSHIP_AK_NAME_MAX	  68 /* TPMOBJ_NAME_MAX: nameAlg + SHA-512 */
 #define MEMBERSHIP_WG_KEY_LEN	  32
@@ -57,6 +57,7 @@ struct peer {
 
 struct join_result {
 	bool rejoin;	     /* the EK was already a member */
+	bool disk_bound;     /* a rejoin after membership_release_disk bound the presented disk */
 	uint64_t generation; /* peer-set generation after the join */
 	struct peer peer;    /* the node's id and allocation */
 };
@@ -79,13 +80,21 @@ int membership_open(const char *path, const struct membership_config *cfg, struc
 void membership_close(struct membership *m);
 
 /* Admit or readmit an attested node in one transaction. A new EK gets a node id, addresses
- * and its disk registered; a known EK must be active, present the same disk, and TPM counters
- * that moved forward (-EPERM otherwise). -ENOSPC when an address range is exhausted. */
+ * and its disk registered; a known EK must be active, present the same disk (after
+ * membership_release_disk: any disk never registered, which is then bound), and TPM counters
+ * that moved forward (-EPERM otherwise; -EKEYREVOKED when it presents a released disk: refused,
+ * but no sign of a compromised node). -ENOSPC when an address range is exhausted. */
 int membership_join(struct membership *m, const struct join_record *in, struct join_result *out,
 		    struct diag *d);
 
 /* Mark a node revoked (it leaves the peer set; its addresses stay reserved). */
 int membership_revoke(struct membership *m, int64_t node_id, struct diag *d);
+
+/* The operator's replace-disk: retire node_id's registered disk for good (no key is derived
+ * for it again, no node registers it again) and let the node's next successful join bind the
+ * disk it presents. The peer set does not change. -ENOENT for an unknown node, -EPERM for a
+ * revoked one, -EALREADY when the disk is already released. */
+int membership_release_disk(struct membership *m, int64_t node_id, struct diag *d);
 
 /* Current generation and every active member (malloc'ed array, free() it). */
 int membership_snapshot(struct membership *m, uint64_t *generation, struct peer **peers, size_t *n,
@@ -102,7 +111,8 @@ int membership_disk_uuid_of(struct membership *m, int64_t node_id,
 			    uint8_t uuid[MEMBERSHIP_UUID_LEN], struct diag *d);
 
 /* The gate before a disk key is derived: 0 only if node_id is an active member that
- * registered exactly this disk UUID; fills its EK id (the disk key's node binding). */
+ * registered exactly this disk UUID and whose disk is not released; fills its EK id (the disk
+ * key's node binding). */
 int membership_check_disk_key(struct membership *m, int64_t node_id,
 			      const uint8_t uuid[MEMBERSHIP_UUID_LEN],
 			      uint8_t ek_id[MEMBERSHIP_EK_ID_LEN], struct diag *d);
@@ -115,6 +125,7 @@ int membership_node_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_I
 struct member_tpm {
 	int64_t node_id;
 	bool active;
+	bool disk_released; /* by the operator; the next join binds a new disk */
 	uint8_t ak_name[MEMBERSHIP_AK_NAME_MAX];
 	size_t ak_name_len;
 	uint32_t reset_count, restart_count;

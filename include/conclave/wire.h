@@ -81,11 +81,12 @@ enum wire_code {
 
 /* Operator requests; the ones that change the cluster carry the operator's signature. */
 enum admin_op {
-	ADMIN_STATUS = 1,  /* cluster identity, CA certificate and the signed member list */
-	ADMIN_INIT = 2,	   /* a fresh control plane takes a new master secret and salt */
-	ADMIN_RECOVER = 3, /* a restarted control plane takes its master secret back */
-	ADMIN_REVOKE = 4,  /* node_id leaves the cluster */
-	ADMIN_POLICY = 5,  /* replace the node policy with the attached signed one */
+	ADMIN_STATUS = 1,	/* cluster identity, CA certificate and the signed member list */
+	ADMIN_INIT = 2,		/* a fresh control plane takes a new master secret and salt */
+	ADMIN_RECOVER = 3,	/* a restarted control plane takes its master secret back */
+	ADMIN_REVOKE = 4,	/* node_id leaves the cluster */
+	ADMIN_POLICY = 5,	/* replace the node policy with the attached signed one */
+	ADMIN_REPLACE_DISK = 6, /* node_id's disk is released: its next join binds a new one */
 	ADMIN_OP_MAX,
 };
 

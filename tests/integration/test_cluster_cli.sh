@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The operator's cluster commands against a real conclave-joind on a private swtpm: init (and
-# what it refuses), verify and cluster-status, revoke, restart and recover, a control plane on
+# what it refuses), verify and cluster-status, revoke and replace-disk (what they refuse; their
+# success with real members is in test_control.c), restart and recover, a control plane on
 # another TPM, set-policy. Exit codes are the contract: 0 success, 1 refused, 2 usage or
 # unreadable input. Node joins are tested in test_joind.c and test_control.c. Prints TAP.
 # shellcheck disable=SC2016 # jq programs name their --arg variables in single quotes
@@ -79,7 +80,7 @@ stop_joind() {
 	joind_pid=
 }
 
-echo "1..65"
+echo "1..73"
 
 # ---- a TPM, its boot, the control-plane policy, the operator's key -------------------------
 tcti=$("$swtpm_env" start "$work/tpm") || bail "swtpm did not start"
@@ -113,6 +114,12 @@ expect 2 "verify without --cluster is a usage error" "$ctl" verify
 expect 2 "init without --cluster-out is a usage error" "${init[@]}" --recovery-out "$work/x.rec"
 expect 2 "revoke of a node id that is not a number is a usage error" \
 	"$ctl" revoke --cluster "$work/none.json" --operator-key "$work/operator.key" abc
+expect 2 "replace-disk without --node is a usage error" \
+	"$ctl" replace-disk --cluster "$work/none.json" --operator-key "$work/operator.key"
+contains "replace-disk needs --node" "the usage error names the missing --node"
+expect 2 "replace-disk of a node id that is not a number is a usage error" \
+	"$ctl" replace-disk --cluster "$work/none.json" --operator-key "$work/operator.key" --node 0x1
+contains "bad node id '0x1'" "the usage error names the bad node id"
 expect 2 "an unreadable cluster file is exit 2" "$ctl" verify --cluster "$work/none.json"
 
 # ---- (1) before init ----------------------------------------------------------------------
@@ -191,6 +198,13 @@ contains "not an active member" "the refusal says the node is not a member"
 expect 1 "revoke signed by another key is refused" \
 	"$ctl" revoke --cluster "$work/a.json" --operator-key "$work/intruder.key" "${to[@]}" 1
 contains "not signed" "the refusal says the request is not signed by the operator key"
+expect 1 "replace-disk of an unknown node is refused" \
+	"$ctl" replace-disk --cluster "$work/a.json" --operator-key "$work/operator.key" "${to[@]}" --node 42
+contains "there is no node 42" "the refusal says there is no such node"
+expect 1 "replace-disk signed by another key is refused" \
+	"$ctl" replace-disk --cluster "$work/a.json" --operator-key "$work/intruder.key" "${to[@]}" --node 1
+contains "replace-disk refused by the join service (refused): the request is not signed by the operator key" \
+	"the refusal says the request is not signed by the operator key"
 
 # ---- (7) restart and recover -----------------------------------------------------------------
 stop_joind

@@ -2,7 +2,8 @@
 /* The control plane as an operator and its agents see it: the real conclave-joind (its own
  * swtpm) starts without a master secret; the operator inits it over attested TLS; nodes (each
  * with its own swtpm) join and hold their sessions; peer sets converge and a revocation reaches
- * everyone; the member list verifies against the attested control plane; a new policy with
+ * everyone; a node whose disk the operator released binds a new one, and the old disk's key is
+ * gone; the member list verifies against the attested control plane; a new policy with
  * --enforce revokes who no longer matches; a control plane on a swapped TPM fails verify; and
  * a restarted one waits for `recover`. */
 #include <errno.h>
@@ -261,6 +262,8 @@ static bool pump_until(bool (*done)(void), int ms)
 	return done();
 }
 
+static int reattest(struct node *n, const uint8_t wg[32], int64_t wait_ms, struct diag *d);
+
 /* ---- scenarios --------------------------------------------------------------------------- */
 
 static void nodes_wait_until_the_operator_inits(void **state)
@@ -365,6 +368,226 @@ static void revoked_node_leaves_every_peer_set_within_a_second(void **state)
 	check(nodes[1].info.disk_key == NULL, "the revoked node got a disk key");
 }
 
+/* ---- replace-disk ------------------------------------------------------------------------ */
+
+/* An operator session to joind, verified like admin_call does it (without the pins). */
+struct op_session {
+	struct atls_ctx *ctx;
+	struct atls_session *s;
+	int fd;
+};
+
+static void op_open(struct op_session *o)
+{
+	struct atls_opts opts = { ATLS_ROLE_OPERATOR, ATLS_ROLE_JOIND, JOIND_MS };
+	struct atls_verifier v = { &cp.policy, cp_roots, NULL, NULL };
+	struct atls_peer peer;
+	struct diag d = { { 0 } };
+
+	memset(o, 0, sizeof(*o));
+	o->fd = -1;
+	check(net_connect("127.0.0.1", joind_port, 2000, &o->fd, &d) == 0, "%s", d.msg);
+	check(atls_ctx_new(false, &o->ctx, &d) == 0 &&
+		  atls_client_connect(o->ctx, o->fd, &opts, &o->s, &d) == 0,
+	      "%s", d.msg);
+	check(atls_verify_peer(o->s, &v, &peer, &d) == 0, "%s", d.msg);
+}
+
+static void op_close(struct op_session *o)
+{
+	atls_close(o->s);
+	atls_ctx_free(o->ctx);
+	if (o->fd >= 0)
+		close(o->fd);
+	memset(o, 0, sizeof(*o));
+}
+
+/* The operator's signature over (exporter, op, node id), as admin_call makes it. */
+static void operator_sign(const uint8_t exporter[32], uint16_t op, int64_t node_id, uint8_t sig[64])
+{
+	EVP_MD_CTX *mc = EVP_MD_CTX_new();
+	uint8_t digest[32];
+	size_t len = 64;
+
+	admin_request_digest(exporter, op, (uint64_t)node_id, NULL, 0, NULL, 0, digest);
+	check(mc && EVP_DigestSignInit(mc, NULL, NULL, NULL, operator_key) == 1 &&
+		  EVP_DigestSign(mc, sig, &len, digest, 32) == 1 && len == 64,
+	      "signing");
+	EVP_MD_CTX_free(mc);
+}
+
+/* Send op for node_id on o with sig; joind's answer must be a refusal. */
+static void refused_on(struct op_session *o, uint16_t op, int64_t node_id, const uint8_t sig[64],
+		       const char *what)
+{
+	struct wire_msg m = { .type = WIRE_ADMIN_REQUEST, .op = op, .node_id = (uint64_t)node_id };
+	struct diag d = { { 0 } };
+
+	m.signature = (struct blob){ sig, 64 };
+	check(atls_send(o->s, &m, &d) == 0, "%s", d.msg);
+	memset(&m, 0, sizeof(m));
+	check(atls_recv(o->s, &m, &d) == 0, "%s", d.msg);
+	check(m.type == WIRE_ERROR && m.code == WIRE_REFUSED && m.text.p &&
+		  memmem(m.text.p, m.text.len, "not signed by the operator key", 30),
+	      "%s got %s code %u: %.*s", what, wire_type_name(m.type), m.code, (int)m.text.len,
+	      m.text.p ? (const char *)m.text.p : "");
+	wire_msg_free(&m);
+}
+
+static void replace_disk_not_signed_by_the_operator_is_refused(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+
+	check(call(ADMIN_REPLACE_DISK, id_of(&nodes[0]), intruder_key, true, NULL, 0, &r, &d) == 0,
+	      "%s", d.msg);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "not signed by the operator key"),
+	      "replace-disk by another key: code %u, %s", r.code, r.text);
+	admin_result_clear(&r);
+	/* That it released nothing shows when the operator's own request is the first release
+	 * (node_with_a_replaced_disk_binds_its_new_disk_at_its_next_join). */
+}
+
+static void replace_disk_replayed_or_reused_from_revoke_is_refused(void **state)
+{
+	struct op_session first, second;
+	uint8_t sig[64];
+	int64_t a = id_of(&nodes[0]);
+
+	/* A genuine signature for one session, replayed on the next. */
+	op_open(&first);
+	operator_sign(atls_exporter(first.s), ADMIN_REPLACE_DISK, a, sig);
+	op_close(&first);
+	op_open(&second);
+	refused_on(&second, ADMIN_REPLACE_DISK, a, sig, "a replayed replace-disk");
+	op_close(&second);
+	/* The operator's signature of a revoke on this very session is no replace-disk. */
+	op_open(&first);
+	operator_sign(atls_exporter(first.s), ADMIN_REVOKE, a, sig);
+	refused_on(&first, ADMIN_REPLACE_DISK, a, sig, "a revoke's signature on replace-disk");
+	op_close(&first);
+}
+
+static void replace_disk_of_a_revoked_node_is_refused(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+
+	check(call(ADMIN_REPLACE_DISK, id_of(&nodes[1]), operator_key, true, NULL, 0, &r, &d) == 0,
+	      "%s", d.msg);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "revoked"),
+	      "replace-disk of revoked B: code %u, %s", r.code, r.text);
+	check(member(&r, id_of(&nodes[1])) && !member(&r, id_of(&nodes[1]))->active,
+	      "B is active again");
+	admin_result_clear(&r);
+	memset(nodes[1].uuid, 0x4b, sizeof(nodes[1].uuid));
+	check(node_subscribe(&nodes[1], &d) == -EACCES, "revoked B joined with a new disk: %s",
+	      d.msg);
+	check(nodes[1].info.disk_key == NULL, "revoked B got a disk key");
+}
+
+static void replace_disk_of_an_unknown_node_is_refused(void **state)
+{
+	struct admin_result r;
+	struct diag d;
+
+	check(call(ADMIN_REPLACE_DISK, 999, operator_key, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(r.code == WIRE_REFUSED && strstr(r.text, "no node 999"),
+	      "replace-disk of node 999: code %u, %s", r.code, r.text);
+	admin_result_clear(&r);
+}
+
+static struct secret *disk_key_of(const uint8_t ek[32], const uint8_t uuid[16])
+{
+	struct secret *k = NULL;
+	struct diag d = { { 0 } };
+
+	check(kms_disk_key(master, ek, uuid, &k, &d) == 0, "%s", d.msg);
+	return k;
+}
+
+static void node_with_a_replaced_disk_binds_its_new_disk_at_its_next_join(void **state)
+{
+	struct node *a = &nodes[0];
+	struct secret *old_key, *new_key;
+	uint8_t ek[32], old[16];
+	struct admin_result r;
+	uint64_t gen;
+	struct diag d;
+	int ret;
+
+	check(call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d) == 0 && member(&r, id_of(a)),
+	      "status: %s", d.msg);
+	memcpy(ek, member(&r, id_of(a))->ek_id, 32);
+	gen = r.generation;
+	admin_result_clear(&r);
+	memcpy(old, a->uuid, sizeof(old));
+	old_key = disk_key_of(ek, old);
+	/* A's disk was wiped: it boots on a blank one with a new UUID, and is refused. */
+	memset(a->uuid, 0xa1, sizeof(a->uuid));
+	ret = node_subscribe(a, &d);
+	check(ret == -EACCES && strstr(d.msg, "different disk"),
+	      "A with a new disk before replace-disk: %d: %s", ret, d.msg);
+	check(a->info.disk_key == NULL, "A got a key for an unregistered disk");
+	/* The operator releases A's disk: nothing changes for its peers. */
+	check(call(ADMIN_REPLACE_DISK, id_of(a), operator_key, true, NULL, 0, &r, &d) == 0, "%s",
+	      d.msg);
+	check(r.code == WIRE_OK, "replace-disk: code %u: %s", r.code, r.text);
+	check(r.generation == gen, "replace-disk moved the generation from %llu to %llu",
+	      (unsigned long long)gen, (unsigned long long)r.generation);
+	check(member(&r, id_of(a)) && member(&r, id_of(a))->active, "A is not active");
+	admin_result_clear(&r);
+	/* The old disk, put back by the host, gets nothing. */
+	memcpy(a->uuid, old, sizeof(old));
+	ret = node_subscribe(a, &d);
+	check(ret == -EACCES && strstr(d.msg, "released"), "A with its released disk: %d: %s", ret,
+	      d.msg);
+	check(a->info.disk_key == NULL, "A got the released disk's key");
+	/* The new disk is bound at the next attested join, under the same node id. */
+	memset(a->uuid, 0xa1, sizeof(a->uuid));
+	subscribe_ok(a);
+	new_key = disk_key_of(ek, a->uuid);
+	check(a->info.disk_key && a->info.disk_key->len == new_key->len &&
+		  !memcmp(a->info.disk_key->data, new_key->data, new_key->len),
+	      "A's key is not the new disk's");
+	check(memcmp(new_key->data, old_key->data, new_key->len) != 0,
+	      "the new disk has the old disk's key");
+	/* And from now on, the old disk is refused like any other. */
+	memcpy(a->uuid, old, sizeof(old));
+	ret = node_subscribe(a, &d);
+	check(ret == -EACCES && strstr(d.msg, "different disk"),
+	      "A with its old disk after the rebind: %d: %s", ret, d.msg);
+	check(a->info.disk_key == NULL, "A got its old disk's key after the rebind");
+	memset(a->uuid, 0xa1, sizeof(a->uuid));
+	subscribe_ok(a);
+	secret_free(old_key);
+	secret_free(new_key);
+}
+
+static void reattestation_on_a_released_disk_ends_the_session_without_revoking(void **state)
+{
+	struct node *c = &nodes[2];
+	struct admin_result r;
+	struct diag d;
+	int ret;
+
+	check(call(ADMIN_REPLACE_DISK, id_of(c), operator_key, true, NULL, 0, &r, &d) == 0 &&
+		  r.code == WIRE_OK,
+	      "replace-disk of C: %s %s", d.msg, r.text);
+	admin_result_clear(&r);
+	/* C still runs on the disk the operator released and re-attests with it. */
+	ret = reattest(c, c->wg, 5000, &d);
+	check(ret == -EACCES && strstr(d.msg, "rejoin to bind a new one"),
+	      "re-attestation on a released disk returned %d: %s", ret, d.msg);
+	c->last = ret;
+	check(call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
+	check(member(&r, id_of(c)) && member(&r, id_of(c))->active,
+	      "C was revoked for re-attesting on a released disk");
+	admin_result_clear(&r);
+	memset(c->uuid, 0xc1, sizeof(c->uuid));
+	subscribe_ok(c);
+}
+
 static void verify_checks_the_member_list_against_the_attested_control_plane(void **state)
 {
 	struct admin_result r;
@@ -389,39 +612,16 @@ static void verify_checks_the_member_list_against_the_attested_control_plane(voi
  * another exporter than this session's. */
 static void operator_signature_for_another_session_is_refused(void **state)
 {
-	struct atls_opts o = { ATLS_ROLE_OPERATOR, ATLS_ROLE_JOIND, JOIND_MS };
-	struct atls_verifier v = { &cp.policy, cp_roots, NULL, NULL };
-	struct atls_session *s = NULL;
-	struct atls_ctx *ctx = NULL;
-	struct atls_peer peer;
-	struct wire_msg m = { .type = WIRE_ADMIN_REQUEST, .op = ADMIN_REVOKE };
-	uint8_t other[32] = { 0 }, digest[32], sig[64];
-	EVP_MD_CTX *mc = EVP_MD_CTX_new();
-	size_t sig_len = sizeof(sig);
+	static const uint8_t other[32] = { 0 };
+	struct op_session o;
 	struct admin_result r;
 	struct diag d = { { 0 } };
-	int fd = -1;
+	uint8_t sig[64];
 
-	m.node_id = (uint64_t)id_of(&nodes[0]);
-	check(net_connect("127.0.0.1", joind_port, 2000, &fd, &d) == 0, "%s", d.msg);
-	check(atls_ctx_new(false, &ctx, &d) == 0 && atls_client_connect(ctx, fd, &o, &s, &d) == 0,
-	      "%s", d.msg);
-	check(atls_verify_peer(s, &v, &peer, &d) == 0, "%s", d.msg);
-	admin_request_digest(other, ADMIN_REVOKE, m.node_id, NULL, 0, NULL, 0, digest);
-	check(mc && EVP_DigestSignInit(mc, NULL, NULL, NULL, operator_key) == 1 &&
-		  EVP_DigestSign(mc, sig, &sig_len, digest, 32) == 1,
-	      "signing");
-	m.signature = (struct blob){ sig, sizeof(sig) };
-	check(atls_send(s, &m, &d) == 0, "%s", d.msg);
-	memset(&m, 0, sizeof(m));
-	check(atls_recv(s, &m, &d) == 0, "%s", d.msg);
-	check(m.type == WIRE_ERROR && m.code == WIRE_REFUSED, "a replayed signature got %s code %u",
-	      wire_type_name(m.type), m.code);
-	wire_msg_free(&m);
-	EVP_MD_CTX_free(mc);
-	atls_close(s);
-	atls_ctx_free(ctx);
-	close(fd);
+	op_open(&o);
+	operator_sign(other, ADMIN_REVOKE, id_of(&nodes[0]), sig);
+	refused_on(&o, ADMIN_REVOKE, id_of(&nodes[0]), sig, "a replayed signature");
+	op_close(&o);
 	check(call(ADMIN_STATUS, 0, NULL, true, NULL, 0, &r, &d) == 0, "%s", d.msg);
 	check(member(&r, id_of(&nodes[0])) && member(&r, id_of(&nodes[0]))->active,
 	      "node A was revoked by a replayed signature");
@@ -833,6 +1033,13 @@ int main(void)
 		cmocka_unit_test(init_installs_the_master_and_binds_the_cluster_identity),
 		cmocka_unit_test(three_agents_join_and_their_peer_sets_converge),
 		cmocka_unit_test(revoked_node_leaves_every_peer_set_within_a_second),
+		cmocka_unit_test(replace_disk_not_signed_by_the_operator_is_refused),
+		cmocka_unit_test(replace_disk_replayed_or_reused_from_revoke_is_refused),
+		cmocka_unit_test(replace_disk_of_a_revoked_node_is_refused),
+		cmocka_unit_test(replace_disk_of_an_unknown_node_is_refused),
+		cmocka_unit_test(node_with_a_replaced_disk_binds_its_new_disk_at_its_next_join),
+		cmocka_unit_test(
+		    reattestation_on_a_released_disk_ends_the_session_without_revoking),
 		cmocka_unit_test(reattestation_with_a_new_key_reaches_the_peers),
 		cmocka_unit_test(verify_checks_the_member_list_against_the_attested_control_plane),
 		cmocka_unit_test(operator_signature_for_another_session_is_refused),

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The membership store on a real file: joins, rejoins, revocation, the disk-key gate, the
- * peer set and its deltas, allocation, schema migrations, and a writer killed with SIGKILL
- * at random points that never loses or duplicates a committed member. */
+/* The membership store on a real file: joins, rejoins, revocation, the disk-key gate and the
+ * operator's disk replacement, the peer set and its deltas, allocation, schema migrations, and
+ * a writer killed with SIGKILL at random points that never loses or duplicates a committed
+ * member. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -237,6 +238,208 @@ static void disk_key_for_another_nodes_disk_is_refused(void **state)
 	membership_close(m);
 }
 
+/* ---- replace-disk: the operator releases a node's disk, its next join binds a new one ---- */
+
+static uint64_t generation_of(struct membership *m)
+{
+	struct peer *peers = NULL;
+	uint64_t gen = 0;
+	size_t n;
+
+	assert_int_equal(membership_snapshot(m, &gen, &peers, &n, NULL), 0);
+	free(peers);
+	return gen;
+}
+
+static void released_disk_is_replaced_at_the_next_rejoin(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result first, res;
+	uint8_t old[MEMBERSHIP_UUID_LEN], uuid[MEMBERSHIP_UUID_LEN], ek[MEMBERSHIP_EK_ID_LEN];
+	struct diag d = { { 0 } };
+	uint64_t gen;
+
+	join_ok(m, &a, &first);
+	join_ok(m, &b, &res);
+	gen = generation_of(m);
+	memcpy(old, a.disk_uuid, sizeof(old));
+	assert_int_equal(membership_release_disk(m, first.peer.node_id, &d), 0);
+	assert_int_equal(generation_of(m), gen); /* peers see nothing of a disk */
+	/* From the release on, the old disk gets no key, even before the node is back. */
+	assert_int_equal(membership_check_disk_key(m, first.peer.node_id, old, ek, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "released"));
+	/* The release is in the store, not in this connection. */
+	membership_close(m);
+	m = open_store();
+	/* The node rebooted on a blank disk: a new UUID, counters moved forward. */
+	a.reset_count++;
+	a.clock = 10;
+	memset(a.disk_uuid, 0x5e, sizeof(a.disk_uuid));
+	join_ok(m, &a, &res);
+	assert_true(res.rejoin);
+	assert_true(res.disk_bound);
+	assert_int_equal(res.peer.node_id, first.peer.node_id);
+	assert_string_equal(res.peer.overlay_v4, first.peer.overlay_v4);
+	assert_int_equal(res.generation, gen);
+	assert_int_equal(membership_disk_uuid_of(m, first.peer.node_id, uuid, NULL), 0);
+	assert_memory_equal(uuid, a.disk_uuid, sizeof(uuid));
+	assert_int_equal(membership_check_disk_key(m, first.peer.node_id, a.disk_uuid, ek, &d), 0);
+	assert_memory_equal(ek, a.ek_id, sizeof(ek));
+	/* The old disk's key is gone for good. */
+	assert_int_equal(membership_check_disk_key(m, first.peer.node_id, old, ek, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "did not register that disk"));
+	/* An ordinary rejoin with the new disk binds nothing. */
+	a.clock++;
+	join_ok(m, &a, &res);
+	assert_false(res.disk_bound);
+	membership_close(m);
+}
+
+static void another_disk_after_the_new_one_is_bound_is_refused_again(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_release_disk(m, res.peer.node_id, &d), 0);
+	a.clock++;
+	memset(a.disk_uuid, 0x5e, sizeof(a.disk_uuid));
+	join_ok(m, &a, &res);
+	assert_true(res.disk_bound);
+	/* One release admits one new disk. */
+	a.clock++;
+	a.disk_uuid[15] ^= 1;
+	assert_int_equal(membership_join(m, &a, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "different disk"));
+	assert_non_null(strstr(d.msg, "replace-disk"));
+	membership_close(m);
+}
+
+static void released_disk_itself_is_never_bound_again(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), c = node(3), r;
+	struct join_result res;
+	uint8_t first[MEMBERSHIP_UUID_LEN], ek[MEMBERSHIP_EK_ID_LEN];
+	struct diag d = { { 0 } };
+	int64_t id;
+
+	join_ok(m, &a, &res);
+	id = res.peer.node_id;
+	memcpy(first, a.disk_uuid, sizeof(first));
+	assert_int_equal(membership_release_disk(m, id, &d), 0);
+	/* The host puts the old disk back: refused, and not as a compromised node would be. */
+	a.clock++;
+	assert_int_equal(membership_join(m, &a, &res, &d), -EKEYREVOKED);
+	assert_non_null(strstr(d.msg, "released"));
+	/* The refusal recorded nothing: the same counters still admit the new disk. */
+	r = a;
+	memset(r.disk_uuid, 0x5e, sizeof(r.disk_uuid));
+	join_ok(m, &r, &res);
+	assert_true(res.disk_bound);
+	/* A second release, then the first disk again: still retired. */
+	assert_int_equal(membership_release_disk(m, id, &d), 0);
+	r.clock++;
+	memcpy(r.disk_uuid, first, sizeof(r.disk_uuid));
+	assert_int_equal(membership_join(m, &r, &res, &d), -EKEYREVOKED);
+	assert_int_equal(membership_check_disk_key(m, id, first, ek, &d), -EPERM);
+	/* Nor does any other node register a retired disk. */
+	memcpy(c.disk_uuid, first, sizeof(c.disk_uuid));
+	assert_int_equal(membership_join(m, &c, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "retired"));
+	assert_int_equal(membership_node_of(m, c.ek_id, &id, NULL), -ENOENT);
+	membership_close(m);
+}
+
+static void rejoin_after_a_release_must_still_move_its_counters_forward(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), r;
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_release_disk(m, res.peer.node_id, &d), 0);
+	r = a; /* replayed evidence with a new disk */
+	memset(r.disk_uuid, 0x5e, sizeof(r.disk_uuid));
+	assert_int_equal(membership_join(m, &r, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "clock did not advance"));
+	/* Still released: the next good rejoin binds its disk. */
+	r.clock++;
+	join_ok(m, &r, &res);
+	assert_true(res.disk_bound);
+	membership_close(m);
+}
+
+static void new_disk_registered_to_another_node_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1), b = node(2);
+	struct join_result ra, rb;
+	uint8_t uuid[MEMBERSHIP_UUID_LEN];
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &ra);
+	join_ok(m, &b, &rb);
+	assert_int_equal(membership_release_disk(m, ra.peer.node_id, &d), 0);
+	a.clock++;
+	memcpy(a.disk_uuid, b.disk_uuid, sizeof(a.disk_uuid));
+	assert_int_equal(membership_join(m, &a, &ra, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "already registered to another node"));
+	assert_int_equal(membership_disk_uuid_of(m, rb.peer.node_id, uuid, NULL), 0);
+	assert_memory_equal(uuid, b.disk_uuid, sizeof(uuid));
+	membership_close(m);
+}
+
+static void replace_disk_of_a_revoked_node_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_revoke(m, res.peer.node_id, NULL), 0);
+	assert_int_equal(membership_release_disk(m, res.peer.node_id, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "revoked"));
+	assert_non_null(strstr(d.msg, "never re-admitted"));
+	a.clock++;
+	memset(a.disk_uuid, 0x5e, sizeof(a.disk_uuid));
+	assert_int_equal(membership_join(m, &a, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "revoked"));
+	membership_close(m);
+}
+
+static void replace_disk_of_an_unknown_node_is_refused(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_release_disk(m, 42, &d), -ENOENT);
+	assert_non_null(strstr(d.msg, "no node 42"));
+	membership_close(m);
+}
+
+static void replace_disk_twice_says_it_is_already_released(void **state)
+{
+	struct membership *m = open_store();
+	struct join_record a = node(1);
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	join_ok(m, &a, &res);
+	assert_int_equal(membership_release_disk(m, res.peer.node_id, &d), 0);
+	assert_int_equal(membership_release_disk(m, res.peer.node_id, &d), -EALREADY);
+	assert_non_null(strstr(d.msg, "already released"));
+	membership_close(m);
+}
+
 static void revoked_node_leaves_the_peer_set_and_cannot_rejoin(void **state)
 {
 	struct membership *m = open_store();
@@ -431,7 +634,7 @@ static void empty_file_is_migrated_to_the_current_schema(void **state)
 	    raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 }
 
-/* Schema versions 1 and 2 as published (migrations are never edited), to build old stores. */
+/* Schema versions 1 to 3 as published (migrations are never edited), to build old stores. */
 static const char v1_ddl[] =
     "CREATE TABLE config ("
     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -464,6 +667,21 @@ static const char v1_ddl[] =
     "  node_id INTEGER NOT NULL REFERENCES nodes(node_id),"
     "  op TEXT NOT NULL CHECK (op IN ('add', 'update', 'remove')));";
 static const char v2_ddl[] = "CREATE INDEX peer_log_node ON peer_log(node_id);";
+static const char v3_ddl[] =
+    "ALTER TABLE nodes ADD COLUMN pcr_mask INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (pcr_mask >= 0 AND pcr_mask < 16777216);"
+    "ALTER TABLE nodes ADD COLUMN pcrs BLOB NOT NULL DEFAULT x''"
+    "  CHECK (length(pcrs) % 32 = 0 AND length(pcrs) <= 768);"
+    "ALTER TABLE nodes ADD COLUMN attested_at INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (attested_at >= 0);"
+    "ALTER TABLE nodes ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (revoked_at >= 0);"
+    "UPDATE nodes SET"
+    "  attested_at = CASE state WHEN 'active' THEN updated_at ELSE joined_at END,"
+    "  revoked_at = CASE state WHEN 'revoked' THEN updated_at ELSE 0 END;"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 64),"
+    "  value BLOB NOT NULL CHECK (length(value) <= 4096));";
 
 /* Node n as an old joind recorded it, in slot n of cfg's ranges. */
 static void insert_old_node(sqlite3 *db, unsigned int n, const char *state, int64_t joined_at,
@@ -505,7 +723,7 @@ static void insert_old_node(sqlite3 *db, unsigned int n, const char *state, int6
 	sqlite3_finalize(s);
 }
 
-/* A store at schema version 1 or 2, as that joind left it: node 1 joined at 1000 and rejoined
+/* A store at schema version 1, 2 or 3, as that joind left it: node 1 joined at 1000 and rejoined
  * at 2000, node 2 joined at 1100 and was revoked at 3000 (generation 3). */
 static void make_old_store(int version)
 {
@@ -516,6 +734,8 @@ static void make_old_store(int version)
 	assert_int_equal(sqlite3_exec(db, v1_ddl, NULL, NULL, NULL), SQLITE_OK);
 	if (version >= 2)
 		assert_int_equal(sqlite3_exec(db, v2_ddl, NULL, NULL, NULL), SQLITE_OK);
+	if (version >= 3)
+		assert_int_equal(sqlite3_exec(db, v3_ddl, NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
 				      "INSERT INTO config VALUES (1, '10.100.0.0/16', "
 				      "'fd00:100::/64', '10.244.0.0/16', 24);",
@@ -603,6 +823,38 @@ static void version_2_store_is_migrated_with_pcrs_and_times_defaulted(void **sta
 	free(x);
 	membership_close(m);
 	assert_int_equal(raw_int("PRAGMA user_version"), MEMBERSHIP_SCHEMA_VERSION);
+}
+
+static void version_3_store_is_migrated_with_every_disk_bound(void **state)
+{
+	struct join_record a = node(1), b = node(2);
+	uint8_t ek[MEMBERSHIP_EK_ID_LEN], disk[MEMBERSHIP_UUID_LEN];
+	struct membership *m;
+	struct join_result res;
+	struct diag d = { { 0 } };
+
+	make_old_store(3);
+	m = open_store();
+	assert_int_equal(raw_int("PRAGMA user_version"), MEMBERSHIP_SCHEMA_VERSION);
+	assert_int_equal(raw_int("SELECT count(*) FROM nodes WHERE disk_released_at = 0"), 2);
+	assert_int_equal(raw_int("SELECT count(*) FROM retired_disks"), 0);
+	/* Every member keeps the disk it registered: its key, and only its, as before. */
+	assert_int_equal(membership_check_disk_key(m, 1, a.disk_uuid, ek, &d), 0);
+	a.clock++;
+	memcpy(disk, a.disk_uuid, sizeof(disk));
+	a.disk_uuid[15] ^= 1;
+	assert_int_equal(membership_join(m, &a, &res, &d), -EPERM);
+	assert_non_null(strstr(d.msg, "different disk"));
+	/* The old store's revoked member stays out of reach of a release. */
+	assert_int_equal(membership_release_disk(m, 2, &d), -EPERM);
+	/* And the migrated active member can have its disk replaced. */
+	assert_int_equal(membership_release_disk(m, 1, &d), 0);
+	join_ok(m, &a, &res);
+	assert_true(res.disk_bound);
+	assert_int_equal(membership_check_disk_key(m, 1, disk, ek, &d), -EPERM);
+	assert_int_equal(membership_check_disk_key(m, 2, b.disk_uuid, ek, &d), -EPERM);
+	membership_close(m);
+	assert_int_equal(raw_int("SELECT count(*) FROM retired_disks"), 1);
 }
 
 static void store_from_a_newer_joind_is_refused(void **state)
@@ -1081,6 +1333,14 @@ int main(void)
 		T(rejoin_with_another_disk_is_refused),
 		T(first_join_with_a_registered_disk_is_refused),
 		T(disk_key_for_another_nodes_disk_is_refused),
+		T(released_disk_is_replaced_at_the_next_rejoin),
+		T(another_disk_after_the_new_one_is_bound_is_refused_again),
+		T(released_disk_itself_is_never_bound_again),
+		T(rejoin_after_a_release_must_still_move_its_counters_forward),
+		T(new_disk_registered_to_another_node_is_refused),
+		T(replace_disk_of_a_revoked_node_is_refused),
+		T(replace_disk_of_an_unknown_node_is_refused),
+		T(replace_disk_twice_says_it_is_already_released),
 		T(revoked_node_leaves_the_peer_set_and_cannot_rejoin),
 		T(deltas_name_each_change_since_a_generation),
 		T(compacted_log_asks_for_a_snapshot),
@@ -1090,6 +1350,7 @@ int main(void)
 		T(empty_file_is_migrated_to_the_current_schema),
 		T(version_1_store_is_migrated_keeping_its_members),
 		T(version_2_store_is_migrated_with_pcrs_and_times_defaulted),
+		T(version_3_store_is_migrated_with_every_disk_bound),
 		T(pcrs_and_times_round_trip_through_join_and_rejoin),
 		T(member_without_pcrs_round_trips_with_an_empty_mask),
 		T(pcr_mask_beyond_pcr_23_is_refused),

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The operator's cluster commands (docs/joind.md, "Operator requests"): init, verify,
- * cluster-status, recover, revoke, set-policy. Each attests the join service, sends one request
- * and reports what came back; the cluster file that init writes pins the control plane's EK and
- * the cluster identity for every later command. */
+ * cluster-status, recover, revoke, replace-disk, set-policy. Each attests the join service, sends
+ * one request and reports what came back; the cluster file that init writes pins the control
+ * plane's EK and the cluster identity for every later command. */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -46,6 +46,7 @@ enum opt {
 	O_EK_ROOTS,
 	O_RECOVERY_OUT,
 	O_CLUSTER_OUT,
+	O_NODE,
 	O_COUNT,
 };
 
@@ -63,6 +64,7 @@ static const struct option long_opts[] = {
 	{ "ek-roots", required_argument, NULL, 256 + O_EK_ROOTS },
 	{ "recovery-out", required_argument, NULL, 256 + O_RECOVERY_OUT },
 	{ "cluster-out", required_argument, NULL, 256 + O_CLUSTER_OUT },
+	{ "node", required_argument, NULL, 256 + O_NODE },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -920,7 +922,7 @@ out:
 	return ret;
 }
 
-/* ---- revoke and set-policy ---------------------------------------------------------------- */
+/* ---- revoke, replace-disk and set-policy -------------------------------------------------- */
 
 /* A changing request: 0 with out filled when the join service did it, else the exit code. */
 static int change(const struct cluster *c, const char *what, const struct admin_request *req,
@@ -941,21 +943,29 @@ static int change(const struct cluster *c, const char *what, const struct admin_
 	return EXIT_OK;
 }
 
+/* A node id as the join service numbers members: a positive integer. */
+static int parse_node_id(const char *s, int64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno || end == s || *end || *out < 1) {
+		fprintf(stderr, "conclavectl: bad node id '%s': want a positive integer\n", s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int run_revoke(const struct cluster_args *a)
 {
 	struct admin_request req = { .op = ADMIN_REVOKE };
 	struct admin_result out = { 0 };
 	struct cluster c;
-	char *end;
 	int ret;
 
-	errno = 0;
-	req.node_id = strtoll(a->operand, &end, 10);
-	if (errno || end == a->operand || *end || req.node_id < 1) {
-		fprintf(stderr, "conclavectl: bad node id '%s': want a positive integer\n",
-			a->operand);
+	if (parse_node_id(a->operand, &req.node_id) < 0)
 		return EXIT_USAGE;
-	}
 	ret = load_cluster(a->opt[O_CLUSTER], a->opt[O_JOIN], &c);
 	if (ret == EXIT_OK)
 		ret = load_operator_key(&c, a->opt[O_OPERATOR_KEY]);
@@ -966,6 +976,32 @@ static int run_revoke(const struct cluster_args *a)
 	if (ret == EXIT_OK)
 		printf("node %lld revoked; generation %llu\n", (long long)req.node_id,
 		       (unsigned long long)out.generation);
+	admin_result_clear(&out);
+	cluster_free(&c);
+	return ret;
+}
+
+static int run_replace_disk(const struct cluster_args *a)
+{
+	struct admin_request req = { .op = ADMIN_REPLACE_DISK };
+	struct admin_result out = { 0 };
+	struct cluster c;
+	int ret;
+
+	if (parse_node_id(a->opt[O_NODE], &req.node_id) < 0)
+		return EXIT_USAGE;
+	ret = load_cluster(a->opt[O_CLUSTER], a->opt[O_JOIN], &c);
+	if (ret == EXIT_OK)
+		ret = load_operator_key(&c, a->opt[O_OPERATOR_KEY]);
+	if (ret == EXIT_OK) {
+		c.cfg.timeout_ms = a->timeout_ms;
+		ret = change(&c, "replace-disk", &req, &out);
+	}
+	if (ret == EXIT_OK)
+		printf(
+		    "node %lld's disk released: its old disk's key is never given out again; the "
+		    "node's next join binds the disk it presents (boot it with a blank disk)\n",
+		    (long long)req.node_id);
 	admin_result_clear(&out);
 	cluster_free(&c);
 	return ret;
@@ -1062,6 +1098,18 @@ static const char revoke_usage[] =
     "Remove a member: its peers drop it with the next peer-set generation.\n\n" CONNECT_HELP
     "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n" EXIT_HELP;
 
+static const char replace_disk_usage[] =
+    "usage: conclavectl replace-disk --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
+    "                                [--timeout-ms N] --node ID\n"
+    "Re-register a member's state disk after it was wiped or replaced: the join service\n"
+    "retires the disk the node registered (its key is never given out again, to anyone)\n"
+    "and binds the disk the node presents at its next attested join, which must pass\n"
+    "every check a rejoin passes. The node then formats its new disk. Run it only for a\n"
+    "disk that is gone: data on the old disk can no longer be unlocked. Refused for a\n"
+    "revoked node.\n\n" CONNECT_HELP
+    "  --operator-key FILE  the operator's Ed25519 private key (PEM)\n"
+    "  --node ID            the member's node id (conclavectl cluster-status)\n" EXIT_HELP;
+
 static const char set_policy_usage[] =
     "usage: conclavectl set-policy --cluster FILE --operator-key FILE [--join HOST:PORT]\n"
     "                              [--timeout-ms N] POLICY_FILE\n"
@@ -1113,6 +1161,14 @@ static const struct cluster_cmd revoke_cmd = {
 	.required = BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY),
 	.operand = true,
 	.run = run_revoke,
+};
+
+static const struct cluster_cmd replace_disk_cmd = {
+	.name = "replace-disk",
+	.usage = replace_disk_usage,
+	.allowed = CONNECT_OPTS | BIT(O_OPERATOR_KEY) | BIT(O_NODE),
+	.required = BIT(O_CLUSTER) | BIT(O_OPERATOR_KEY) | BIT(O_NODE),
+	.run = run_replace_disk,
 };
 
 static const struct cluster_cmd set_policy_cmd = {
@@ -1213,6 +1269,11 @@ int cmd_recover(int argc, char **argv)
 int cmd_revoke(int argc, char **argv)
 {
 	return cluster_main(&revoke_cmd, argc, argv);
+}
+
+int cmd_replace_disk(int argc, char **argv)
+{
+	return cluster_main(&replace_disk_cmd, argc, argv);
 }
 
 int cmd_set_policy(int argc, char **argv)

@@ -22,6 +22,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_cluster_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
+int cmd_replace_disk(int argc, char **argv);
 int cmd_set_policy(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 

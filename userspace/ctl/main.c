@@ -29,6 +29,8 @@ static const struct {
 	  "cluster: the checks of verify, one line a member" },
 	{ "recover", cmd_recover, "cluster: give a restarted join service its master secret back" },
 	{ "revoke", cmd_revoke, "cluster: remove a member" },
+	{ "replace-disk", cmd_replace_disk,
+	  "cluster: let a member bind a new state disk at its next join" },
 	{ "set-policy", cmd_set_policy, "cluster: replace the node policy" },
 	{ "doctor", cmd_doctor, "node: check the kernel features a node needs, loading modules" },
 };

@@ -236,10 +236,12 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 	if (ret == 0)
 		ret = certify(j, &res, &cert, &cert_len, &ca_der, &ca_len, d);
 	if (ret != 0) {
-		atls_send_error(s, ret == -EPERM ? WIRE_REFUSED : WIRE_INTERNAL, d->msg);
+		bool refused = ret == -EPERM || ret == -EKEYREVOKED;
+
+		atls_send_error(s, refused ? WIRE_REFUSED : WIRE_INTERNAL, d->msg);
 		free(doc);
 		free(cert);
-		return ret == -EPERM ? -EACCES : ret;
+		return refused ? -EACCES : ret;
 	}
 	resp.key_material = (struct blob){ key->data, key->len };
 	resp.peer_set = (struct blob){ doc, doc_len };
@@ -254,6 +256,9 @@ static int join(struct joind *j, struct atls_session *s, int fd, const struct at
 		 res.rejoin ? "rejoined" : "joined", res.peer.overlay_v4, res.peer.overlay_v6,
 		 res.peer.pod_cidr, (unsigned long long)res.generation,
 		 subscribe ? ", subscribed" : "");
+	if (res.disk_bound)
+		log_info("joind: node %lld bound its new disk (released by the operator)",
+			 (long long)res.peer.node_id);
 	if (!subscribe)
 		return 0;
 	hub_add(j->hub, s, fd, res.peer.node_id, res.generation);
@@ -276,8 +281,9 @@ static void revoke_for(struct joind *j, int64_t node_id, const char *why)
 	}
 }
 
-/* Only a known, active member of exactly this node id may re-attest on its session: checked on
- * the evidence's EK before any verification, so no challenge round runs on the hub thread.
+/* Only a known, active member of exactly this node id, whose disk is not released, may
+ * re-attest on its session: checked on the evidence's EK before any verification, so no
+ * challenge round runs on the hub thread.
  * endpoints gets what it registered (a re-attestation does not repeat them). */
 static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t node_id,
 			     char endpoints[MEMBERSHIP_ENDPOINTS_MAX], struct diag *d)
@@ -296,6 +302,12 @@ static int reattest_identity(struct joind *j, const struct wire_msg *m, int64_t 
 	if (ret == 0 && (!t.active || t.node_id != node_id)) {
 		diag_set(d, "evidence of another node than the session's");
 		ret = -EPERM;
+	}
+	/* Only a join binds a new disk (and hands out its key): end the session, revoke nothing. */
+	if (ret == 0 && t.disk_released) {
+		diag_set(d, "the operator released node %lld's disk: rejoin to bind a new one",
+			 (long long)node_id);
+		ret = -EKEYREVOKED;
 	}
 	if (ret == 0)
 		memcpy(endpoints, t.endpoints, MEMBERSHIP_ENDPOINTS_MAX);
@@ -343,6 +355,14 @@ static int reattest(void *arg, struct atls_session *s, int64_t node_id, struct w
 		pthread_mutex_lock(&j->store_lock);
 		ret = membership_join(j->store, &r, &res, &d);
 		pthread_mutex_unlock(&j->store_lock);
+	}
+	/* Its disk was released while it held its session: not a sign of compromise. The session
+	 * ends; the node rejoins, where a join with a new disk binds it. */
+	if (ret == -EKEYREVOKED) {
+		atls_send_error(s, WIRE_REFUSED, d.msg);
+		log_warn("joind: re-attestation of node %lld refused: %s", (long long)node_id,
+			 d.msg);
+		return ret;
 	}
 	if (ret == -EACCES || ret == -EPERM) {
 		revoke_for(j, node_id, d.msg);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Operator requests to the join service (docs/joind.md): status and the signed member list for
- * anyone who verified us; init, recover, revoke and policy only with the operator's signature
- * over this session. */
+ * anyone who verified us; init, recover, revoke, policy and replace-disk only with the
+ * operator's signature over this session. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +160,26 @@ static int revoke_node(struct joind *j, int64_t node_id, struct diag *d)
 	return ret;
 }
 
+/* The node's registered disk is retired; its next attested join binds the disk it presents. No
+ * peer sees a disk, so nothing is pushed. */
+static int replace_disk(struct joind *j, int64_t node_id, struct diag *d)
+{
+	int ret;
+
+	if (!joind_cluster(j, NULL, NULL)) {
+		diag_set(d, "no master secret yet");
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&j->store_lock);
+	ret = membership_release_disk(j->store, node_id, d);
+	pthread_mutex_unlock(&j->store_lock);
+	if (ret == 0)
+		log_info("joind: node %lld's disk released by the operator: no key for it again, "
+			 "the node's next join binds a new one",
+			 (long long)node_id);
+	return ret;
+}
+
 static uint16_t code_of(int ret)
 {
 	switch (ret) {
@@ -173,7 +193,7 @@ static uint16_t code_of(int ret)
 
 static const char *const op_names[ADMIN_OP_MAX] = {
 	[ADMIN_STATUS] = "status", [ADMIN_INIT] = "init",     [ADMIN_RECOVER] = "recover",
-	[ADMIN_REVOKE] = "revoke", [ADMIN_POLICY] = "policy",
+	[ADMIN_REVOKE] = "revoke", [ADMIN_POLICY] = "policy", [ADMIN_REPLACE_DISK] = "replace-disk",
 };
 
 void joind_admin(struct joind *j, struct atls_session *s, bool bound)
@@ -206,6 +226,7 @@ void joind_admin(struct joind *j, struct atls_session *s, bool bound)
 	case ADMIN_INIT:
 	case ADMIN_RECOVER: ret = take_master(j, &r, &d); break;
 	case ADMIN_REVOKE: ret = revoke_node(j, (int64_t)r.node_id, &d); break;
+	case ADMIN_REPLACE_DISK: ret = replace_disk(j, (int64_t)r.node_id, &d); break;
 	case ADMIN_POLICY:
 		ret = r.policy.p ? joind_set_policy(j, r.policy.p, r.policy.len, true, &mismatched,
 						    &revoked, &d)

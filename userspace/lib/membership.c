@@ -76,6 +76,16 @@ static const char *const migrations[MEMBERSHIP_SCHEMA_VERSION] = {
 	"CREATE TABLE meta ("
 	"  key TEXT PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 64),"
 	"  value BLOB NOT NULL CHECK (length(value) <= 4096));",
+	/* 4: disk replacement. The operator releases a node's disk (disk_released_at > 0): its
+	 * UUID moves to retired_disks, no key is derived for it again, and the node's next
+	 * successful join binds the disk it presents. A retired UUID is never registered again,
+	 * to any node, so the old disk's key cannot come back. */
+	"ALTER TABLE nodes ADD COLUMN disk_released_at INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (disk_released_at >= 0);"
+	"CREATE TABLE retired_disks ("
+	"  disk_uuid BLOB PRIMARY KEY CHECK (length(disk_uuid) = 16),"
+	"  node_id INTEGER NOT NULL REFERENCES nodes(node_id),"
+	"  retired_at INTEGER NOT NULL CHECK (retired_at >= 0));",
 };
 
 enum stmt_id {
@@ -105,6 +115,10 @@ enum stmt_id {
 	ST_MEMBERS,
 	ST_META_GET,
 	ST_META_SET,
+	ST_RELEASE_DISK,
+	ST_RETIRE_DISK,
+	ST_RETIRED,
+	ST_BIND_DISK,
 	ST_COUNT,
 };
 
@@ -118,7 +132,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
 	[ST_FIND_EK] = "SELECT node_id, state, disk_uuid, reset_count, restart_count, clock,"
-		       " wg_pubkey, endpoints FROM nodes WHERE ek_id = ?1",
+		       " wg_pubkey, endpoints, disk_released_at > 0 FROM nodes WHERE ek_id = ?1",
 	/* Past the highest slot: one index lookup. Rows are never deleted, so this is also the
 	 * lowest free slot; the gap search below is the fallback once the range is full. */
 	[ST_NEXT_SLOT] = "SELECT coalesce(max(slot), 0) + 1 FROM nodes",
@@ -152,14 +166,23 @@ static const char *const stmt_sql[ST_COUNT] = {
 		      " n.pod_cidr, n.state = 'revoked', max(l.op = 'add') FROM peer_log l"
 		      " JOIN nodes n ON n.node_id = l.node_id WHERE l.generation > ?1"
 		      " GROUP BY n.node_id ORDER BY n.node_id",
-	[ST_DISK_OF] = "SELECT disk_uuid, state, ek_id FROM nodes WHERE node_id = ?1",
+	[ST_DISK_OF] = "SELECT disk_uuid, state, ek_id, disk_released_at > 0 FROM nodes"
+		       " WHERE node_id = ?1",
 	[ST_NODE_OF] = "SELECT node_id FROM nodes WHERE ek_id = ?1",
-	[ST_TPM_OF] = "SELECT node_id, state, ak_name, reset_count, restart_count, clock, endpoints"
-		      " FROM nodes WHERE ek_id = ?1",
+	[ST_TPM_OF] =
+	    "SELECT node_id, state, ak_name, reset_count, restart_count, clock, endpoints,"
+	    " disk_released_at > 0 FROM nodes WHERE ek_id = ?1",
 	[ST_MEMBERS] = "SELECT " PEER_COLS ", ek_id, state, joined_at, attested_at, revoked_at,"
 		       " pcr_mask, pcrs FROM nodes ORDER BY node_id",
 	[ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+	[ST_RELEASE_DISK] = "UPDATE nodes SET disk_released_at = ?2 WHERE node_id = ?1"
+			    " AND state = 'active' AND disk_released_at = 0",
+	[ST_RETIRE_DISK] = "INSERT INTO retired_disks (disk_uuid, node_id, retired_at)"
+			   " SELECT disk_uuid, node_id, ?2 FROM nodes WHERE node_id = ?1",
+	[ST_RETIRED] = "SELECT node_id FROM retired_disks WHERE disk_uuid = ?1",
+	[ST_BIND_DISK] = "UPDATE nodes SET disk_uuid = ?2, disk_released_at = 0"
+			 " WHERE node_id = ?1 AND disk_released_at > 0",
 };
 
 /* Parsed address ranges; slot i (1-based) of a node gives all three of its allocations. */
@@ -879,6 +902,21 @@ static int free_slot(struct membership *m, uint32_t *slot, struct diag *d)
 	return 0;
 }
 
+/* 1 if uuid was a disk the operator released (retired for good), 0 if not. */
+static int retired(struct membership *m, const uint8_t uuid[MEMBERSHIP_UUID_LEN], struct diag *d)
+{
+	sqlite3_stmt *s = stmt(m, ST_RETIRED, d);
+	int ret;
+
+	if (!s)
+		return -EIO;
+	bind_blob(s, 1, uuid, MEMBERSHIP_UUID_LEN);
+	ret = step_row(m, s, "looking up retired disks", d);
+	if (ret == 1)
+		sqlite3_reset(s);
+	return ret;
+}
+
 static int join_new(struct membership *m, const struct join_record *in, struct join_result *out,
 		    struct diag *d)
 {
@@ -888,7 +926,15 @@ static int join_new(struct membership *m, const struct join_record *in, struct j
 	uint32_t slot;
 	int ret;
 
-	ret = free_slot(m, &slot, d);
+	ret = retired(m, in->disk_uuid, d);
+	if (ret > 0) {
+		diag_set(d,
+			 "join refused: its disk UUID was retired by an operator's replace-disk; "
+			 "present a blank disk");
+		return -EPERM;
+	}
+	if (ret == 0)
+		ret = free_slot(m, &slot, d);
 	if (ret < 0)
 		return ret;
 	slot_addresses(&m->r, slot, &p);
@@ -949,12 +995,73 @@ static int update_member(struct membership *m, int64_t node_id, const struct joi
 	return step_done(m, s, "updating the member", d);
 }
 
+/* The disk a rejoining node presents: the one it registered, or, after the operator released
+ * that one, any disk never registered before (bound here, in the join's transaction). */
+static int check_disk(struct membership *m, int64_t node_id,
+		      const uint8_t have[MEMBERSHIP_UUID_LEN], bool released,
+		      const struct join_record *in, bool *bind, struct diag *d)
+{
+	int ret;
+
+	*bind = false;
+	if (!released) {
+		if (memcmp(have, in->disk_uuid, MEMBERSHIP_UUID_LEN) == 0)
+			return 0;
+		diag_set(d,
+			 "rejoin of node %lld refused: it presents a different disk than the one "
+			 "registered at its first join (if that disk was replaced, the operator "
+			 "runs conclavectl replace-disk)",
+			 (long long)node_id);
+		return -EPERM;
+	}
+	ret = retired(m, in->disk_uuid, d);
+	if (ret < 0)
+		return ret;
+	if (ret > 0) {
+		diag_set(d,
+			 "rejoin of node %lld refused: it presents a disk the operator released; "
+			 "that disk's key is never given out again: give the node a blank disk",
+			 (long long)node_id);
+		return -EKEYREVOKED;
+	}
+	*bind = true;
+	return 0;
+}
+
+/* After the counters check: the released node's new disk becomes its registered one. */
+static int bind_disk(struct membership *m, int64_t node_id, const uint8_t uuid[MEMBERSHIP_UUID_LEN],
+		     struct diag *d)
+{
+	sqlite3_stmt *s = stmt(m, ST_BIND_DISK, d);
+	int ret;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, node_id);
+	bind_blob(s, 2, uuid, MEMBERSHIP_UUID_LEN);
+	ret = step_done(m, s, "binding the new disk", d);
+	if (ret == -EEXIST) {
+		diag_set(d,
+			 "rejoin of node %lld refused: disk UUID already registered to another "
+			 "node",
+			 (long long)node_id);
+		return -EPERM;
+	}
+	if (ret == 0 && sqlite3_changes(m->db) != 1) {
+		diag_set(d, "membership store: node %lld's disk is not released",
+			 (long long)node_id);
+		return -EIO;
+	}
+	return ret;
+}
+
 /* s is positioned on the ST_FIND_EK row of the rejoining node. */
 static int join_again(struct membership *m, sqlite3_stmt *s, const struct join_record *in,
 		      struct join_result *out, struct diag *d)
 {
 	int64_t node_id = sqlite3_column_int64(s, 0);
 	bool active = !strcmp((const char *)sqlite3_column_text(s, 1), "active");
+	bool released = sqlite3_column_int(s, 8) != 0, bind;
 	uint8_t uuid[MEMBERSHIP_UUID_LEN], wg[MEMBERSHIP_WG_KEY_LEN];
 	char endpoints[MEMBERSHIP_ENDPOINTS_MAX];
 	uint32_t reset = (uint32_t)sqlite3_column_int64(s, 3);
@@ -975,22 +1082,21 @@ static int join_again(struct membership *m, sqlite3_stmt *s, const struct join_r
 			 (long long)node_id);
 		return -EPERM;
 	}
-	/* The disk key is bound to the disk registered at first join; never re-register. */
-	if (memcmp(uuid, in->disk_uuid, sizeof(uuid)) != 0) {
-		diag_set(d,
-			 "rejoin of node %lld refused: it presents a different disk than the one "
-			 "registered at its first join",
-			 (long long)node_id);
-		return -EPERM;
-	}
-	ret = check_counters(in, node_id, reset, restart, clock, d);
+	/* The disk key is bound to the registered disk; only an operator's release lets the
+	 * node register another one. */
+	ret = check_disk(m, node_id, uuid, released, in, &bind, d);
+	if (ret == 0)
+		ret = check_counters(in, node_id, reset, restart, clock, d);
 	if (ret == 0)
 		ret = update_member(m, node_id, in, d);
+	if (ret == 0 && bind)
+		ret = bind_disk(m, node_id, in->disk_uuid, d);
 	if (ret == 0)
 		ret = load_peer(m, node_id, &out->peer, d);
 	if (ret < 0)
 		return ret;
 	out->rejoin = true;
+	out->disk_bound = bind;
 	changed = memcmp(wg, in->wg_pubkey, sizeof(wg)) != 0 || strcmp(endpoints, in->endpoints);
 	if (changed)
 		return bump(m, node_id, "update", &out->generation, d);
@@ -1046,6 +1152,76 @@ int membership_revoke(struct membership *m, int64_t node_id, struct diag *d)
 	}
 	if (ret == 0)
 		ret = bump(m, node_id, "remove", &gen, d);
+	return tx_end(m, ret, d);
+}
+
+/* Why node_id's disk cannot be released: -ENOENT unknown, -EPERM revoked, -EALREADY released. */
+static int release_refused(struct membership *m, int64_t node_id, struct diag *d)
+{
+	sqlite3_stmt *s = stmt(m, ST_DISK_OF, d);
+	bool active, released;
+	int ret;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, node_id);
+	ret = step_row(m, s, "looking up the node", d);
+	if (ret < 0)
+		return ret;
+	if (ret == 0) {
+		diag_set(d, "replace-disk: there is no node %lld", (long long)node_id);
+		return -ENOENT;
+	}
+	active = !strcmp((const char *)sqlite3_column_text(s, 1), "active");
+	released = sqlite3_column_int(s, 3) != 0;
+	sqlite3_reset(s);
+	if (!active) {
+		diag_set(d,
+			 "replace-disk: node %lld was revoked, and a revoked node is never "
+			 "re-admitted",
+			 (long long)node_id);
+		return -EPERM;
+	}
+	if (released) {
+		diag_set(d,
+			 "replace-disk: node %lld's disk is already released; its next join binds "
+			 "the disk it presents",
+			 (long long)node_id);
+		return -EALREADY;
+	}
+	diag_set(d, "replace-disk: node %lld's disk cannot be released", (long long)node_id);
+	return -EIO;
+}
+
+int membership_release_disk(struct membership *m, int64_t node_id, struct diag *d)
+{
+	int64_t now = time(NULL) > 0 ? (int64_t)time(NULL) : 1; /* 0 means bound */
+	sqlite3_stmt *s;
+	int ret;
+
+	ret = tx_begin(m, d);
+	if (ret < 0)
+		return ret;
+	s = stmt(m, ST_RELEASE_DISK, d);
+	if (!s)
+		return tx_end(m, -EIO, d);
+	sqlite3_bind_int64(s, 1, node_id);
+	sqlite3_bind_int64(s, 2, now);
+	ret = step_done(m, s, "releasing the disk", d);
+	if (ret == 0 && sqlite3_changes(m->db) != 1)
+		ret = release_refused(m, node_id, d);
+	if (ret == 0) {
+		s = stmt(m, ST_RETIRE_DISK, d);
+		if (!s)
+			return tx_end(m, -EIO, d);
+		sqlite3_bind_int64(s, 1, node_id);
+		sqlite3_bind_int64(s, 2, now);
+		ret = step_done(m, s, "retiring the disk", d);
+		if (ret == 0 && sqlite3_changes(m->db) != 1) {
+			diag_set(d, "membership store: node %lld vanished", (long long)node_id);
+			ret = -EIO;
+		}
+	}
 	return tx_end(m, ret, d);
 }
 
@@ -1244,7 +1420,7 @@ int membership_check_disk_key(struct membership *m, int64_t node_id,
 {
 	sqlite3_stmt *s = stmt(m, ST_DISK_OF, d);
 	uint8_t have[MEMBERSHIP_UUID_LEN];
-	bool active;
+	bool active, released;
 	int ret;
 
 	if (!s)
@@ -1258,6 +1434,7 @@ int membership_check_disk_key(struct membership *m, int64_t node_id,
 	if (ret < 0)
 		return ret;
 	active = !strcmp((const char *)sqlite3_column_text(s, 1), "active");
+	released = sqlite3_column_int(s, 3) != 0;
 	ret = col_blob(s, 0, have, sizeof(have));
 	if (ret == 0)
 		ret = col_blob(s, 2, ek_id, MEMBERSHIP_EK_ID_LEN);
@@ -1268,6 +1445,11 @@ int membership_check_disk_key(struct membership *m, int64_t node_id,
 	}
 	if (!active) {
 		diag_set(d, "disk key refused: node %lld was revoked", (long long)node_id);
+		return -EPERM;
+	}
+	if (released) {
+		diag_set(d, "disk key refused: the operator released node %lld's disk",
+			 (long long)node_id);
 		return -EPERM;
 	}
 	if (memcmp(have, uuid, sizeof(have)) != 0) {
@@ -1333,6 +1515,7 @@ int membership_tpm_of(struct membership *m, const uint8_t ek_id[MEMBERSHIP_EK_ID
 	out->clock = (uint64_t)sqlite3_column_int64(s, 5);
 	snprintf(out->endpoints, sizeof(out->endpoints), "%s",
 		 sqlite3_column_text(s, 6) ? (const char *)sqlite3_column_text(s, 6) : "");
+	out->disk_released = sqlite3_column_int(s, 7) != 0;
 	sqlite3_reset(s);
 	return 0;
 }
