@@ -7,8 +7,9 @@
 # cipher_null is refused, not opened, not reformatted; a flipped byte in the data area makes the
 # read fail with an integrity error instead of returning wrong data; a revoked node cannot
 # reopen its disk after a reboot; the control plane's join service keeps its membership store on
-# its own encrypted disk and reopens it after a reboot with the operator's recovery secret.
-# Needs root (network namespace, taps). Prints TAP.
+# its own encrypted disk and reopens it after a reboot with the operator's recovery secret; after
+# the operator's replace-disk a worker formats a blank disk under its old id, and its old disk is
+# refused for good. Needs root (network namespace, taps). Prints TAP.
 # shellcheck disable=SC2016 # node-side commands are single-quoted on purpose
 set -u
 # shellcheck source=tests/e2e/tap.bash
@@ -42,7 +43,7 @@ for tool_ in qemu-system-x86_64 swtpm swtpm_setup jq sha256sum; do
 	command -v $tool_ >/dev/null || { echo "Bail out! $tool_ missing (scripts/install-deps)"; exit 1; }
 done
 [ -x "$tool" ] || { echo "Bail out! $tool missing: run make first"; exit 1; }
-echo "1..11"
+echo "1..12"
 mkdir -p "$work"
 t0=$SECONDS
 
@@ -209,7 +210,41 @@ else
 		"before $before" "after $after (node $id2 active: $revoked)" "$(tail -2 "$work/reboot0.out")" "$(agent_tail 0 4)"
 fi
 
-# --- (11) no node logged an error it should not have -----------------------------------------------
+# --- (11) a replaced disk: the operator re-registers it, the node formats the new one, the old one
+# never opens again (conclavectl replace-disk, docs/disk.md)
+id1=$(jq -r --arg ep 10.88.0.11:51820 '.members[] | select(.endpoints | index($ep)) | .node_id' "$work/members-after.json" 2>/dev/null)
+"$cluster" stop --name "$name" --node 1 >/dev/null 2>&1
+mv "$(disk_of 1)" "$work/old-disk1" # node-vm gives the VM a blank disk in its place
+ip netns exec "$ns" "$ctl" replace-disk --cluster "$C/cluster" --operator-key "$C/operator.key" \
+	--timeout-ms 30000 --node "$id1" >"$work/replace.out" 2>&1
+"$cluster" start --name "$name" --node 1 >"$work/start1b.out" 2>&1
+out=$(nx 1 'conclavectl status | grep ^disk; ls /var/lib/conclave' 2>&1)
+members >"$work/members-replaced.json" 2>&1
+still=$(jq -r --argjson id "${id1:-0}" '.members[] | select(.node_id == $id) | .active' "$work/members-replaced.json" 2>/dev/null)
+new_ok=0
+if grep -q '^disk: *open' <<<"$out" && ! grep -q marker <<<"$out" && [ "$still" = true ] &&
+	console_of 1 | grep -aq 'disk: formatting'; then
+	new_ok=1
+fi
+"$cluster" stop --name "$name" --node 1 >/dev/null 2>&1
+mv "$(disk_of 1)" "$work/new-disk1" && cp "$work/old-disk1" "$(disk_of 1)"
+old_sum=$(sha256sum <"$(disk_of 1)")
+"$cluster" start --name "$name" --node 1 --no-wait >/dev/null 2>&1
+old_refused=0
+wait_console 1 'refused: .*different disk' 120 && old_refused=1
+"$cluster" stop --name "$name" --node 1 >/dev/null 2>&1
+[ "$(sha256sum <"$(disk_of 1)")" = "$old_sum" ] || old_refused=0
+mv "$work/new-disk1" "$(disk_of 1)"
+"$cluster" start --name "$name" --node 1 >"$work/start1c.out" 2>&1
+if [ $new_ok = 1 ] && [ $old_refused = 1 ]; then
+	ok "after replace-disk node $id1 keeps its id, formats and opens a blank disk; its old disk is refused and left untouched"
+else
+	not_ok "after replace-disk node $id1 keeps its id, formats and opens a blank disk; its old disk is refused and left untouched" \
+		"replace-disk: $(cat "$work/replace.out")" "new disk: $new_ok ($out; active: $still)" \
+		"old disk refused and untouched: $old_refused" "$(agent_tail 1 4)"
+fi
+
+# --- (12) no node logged an error it should not have -----------------------------------------------
 bad=$(for i in 0 1; do console_of "$i" | grep -a 'Kernel panic\|BUG:\|segfault\|exited (signal'; done)
 [ -z "$bad" ] && ok "no panic, BUG or crashed service on the control plane or node 1" ||
 	not_ok "no panic, BUG or crashed service on the control plane or node 1" "$bad"

@@ -856,6 +856,31 @@ static void quote_over_pcrs_0_to_9_verifies_with_openssl(void **state)
 	free(sig);
 }
 
+/* A node's VM can be reset hard any number of times (the cloud's stop button, a crash): the TPM
+ * sees each as a power loss without TPM2_Shutdown. Quoting must survive more of them than the
+ * TPM's dictionary-attack limit (swtpm: 3 tries, 1000 s recovery): the AK is noDA. */
+static void quotes_survive_power_losses_beyond_the_lockout_limit(void **state)
+{
+	struct fx *f = *state;
+	uint8_t qd[32] = { 1 }, pcrs[24][32], *attest = NULL, *sig = NULL;
+	size_t alen, slen;
+	struct diag d = { 0 };
+
+	for (int loss = 0; loss <= 6; loss++) {
+		if (tpm_ak_ensure(f->tpm, f->state, TPM2_ALG_RSA, &f->ak, &d) < 0)
+			fail_msg("tpm_ak_ensure after %d power losses: %s", loss, d.msg);
+		if (tpm_quote(f->tpm, &f->ak, qd, sizeof(qd), PCRS_0_TO_9, &attest, &alen, &sig,
+			      &slen, pcrs, &d) < 0)
+			fail_msg("quote after %d power losses: %s", loss, d.msg);
+		free(attest);
+		free(sig);
+		tpm_close(f->tpm);
+		f->tpm = NULL;
+		assert_int_equal(swtpm_power_loss(&f->sw), 0);
+		fx_open(f);
+	}
+}
+
 /* A TPM kept open remembers the PCR values of its last quote; when a PCR moved since (here
  * through another connection), the quote must still come with the values it signed. */
 static void quote_after_a_pcr_moved_elsewhere_carries_the_values_it_signed(void **state)
@@ -992,6 +1017,8 @@ int main(void)
 		    activation_works_across_sessions_with_the_persisted_ek, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(
 		    ecc_ek_is_persisted_at_its_own_handle_once_certified, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(quotes_survive_power_losses_beyond_the_lockout_limit,
+						fx_setup, fx_teardown),
 		cmocka_unit_test(open_on_a_missing_socket_gives_a_clear_error),
 	};
 	int failed = 0;

@@ -87,6 +87,16 @@ int swtpm_restart(struct swtpm *t)
 	return ret < 0 ? ret : start(t);
 }
 
+int swtpm_power_loss(struct swtpm *t)
+{
+	char tool[PATH_MAX];
+	int ret;
+
+	test_path("tests/tools/swtpm-env", tool, sizeof(tool));
+	ret = run(NULL, 0, "'%s' kill '%s'", tool, t->dir);
+	return ret < 0 ? ret : start(t);
+}
+
 int swtpm_snapshot(struct swtpm *t, const char *name)
 {
 	return run(NULL, 0, "rm -rf '%s/snap-%s' && cp -a '%s/state' '%s/snap-%s'", t->dir, name,

@@ -20,6 +20,8 @@ int swtpm_start(struct swtpm *t);
 int swtpm_stop(struct swtpm *t);
 /* Start again on the existing state (a TPM reset: resetCount moves forward). */
 int swtpm_restart(struct swtpm *t);
+/* Kill swtpm without TPM2_Shutdown and start it again: a power loss (hard reset of a VM). */
+int swtpm_power_loss(struct swtpm *t);
 /* Copy the TPM state to DIR/snap-NAME or back from it (swtpm must be stopped). */
 int swtpm_snapshot(struct swtpm *t, const char *name);
 int swtpm_restore(struct swtpm *t, const char *name);

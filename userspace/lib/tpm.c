@@ -554,7 +554,10 @@ static void flush(struct tpm *t, ESYS_TR *h)
 	*h = ESYS_TR_NONE;
 }
 
-/* The AK template: restricted ECDSA-SHA256 P-256 signing key, usable with an empty password. */
+/* The AK template: restricted ECDSA-SHA256 P-256 signing key, usable with an empty password.
+ * noDA: with an empty password there is nothing to guess, and a DA-protected key counts every
+ * power loss after its use as a failed try (TPM2 Part 1, dictionary attack protection): three
+ * hard resets of a VM locked a node's vTPM out of quoting for 1000 s (swtpm's defaults). */
 static void ak_template(TPM2B_PUBLIC *tmpl)
 {
 	TPMT_PUBLIC *p = &tmpl->publicArea;
@@ -564,7 +567,8 @@ static void ak_template(TPM2B_PUBLIC *tmpl)
 	p->nameAlg = TPM2_ALG_SHA256;
 	p->objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_USERWITHAUTH |
 			      TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
-			      TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+			      TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+			      TPMA_OBJECT_NODA;
 	p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
 	p->parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
 	p->parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
