@@ -42,7 +42,8 @@ int podpath_forget(struct podpath *pp, const char *container_id, const char *ifn
 
 /* Everything ADD made is in place: the record of this container and ifname at ifindex holding
  * exactly these addresses, each address mapping to ifindex, and our filter on the veth running
- * the currently pinned pod program (an older one is -ESTALE). -ENOENT / -ESTALE with what is missing or wrong in d. */
+ * the currently pinned pod program (an older one is -ESTALE). -ENOENT / -ESTALE with what is
+ * missing or wrong in d. */
 int podpath_check(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *want,
 		  struct diag *d);
 

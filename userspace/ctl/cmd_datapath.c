@@ -513,8 +513,9 @@ int cmd_pods(int argc, char **argv)
 	} else {
 		rc = EXIT_OK;
 		if (c.list)
-			printf("%s\n", json_object_to_json_string_ext(
-					    c.list, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
+			printf("%s\n",
+			       json_object_to_json_string_ext(c.list, JSON_C_TO_STRING_PRETTY |
+									  JSON_C_TO_STRING_SPACED));
 	}
 	json_object_put(c.list);
 	podpath_close(pp);

@@ -418,16 +418,16 @@ int podpath_check(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *
 		}
 	}
 	switch (podpath_prog_state(pp, ifindex, &prog_id)) {
-	case PODPATH_PROG_CURRENT:
-		return 0;
+	case PODPATH_PROG_CURRENT: return 0;
 	case PODPATH_PROG_NONE:
 		diag_set(d, "no conclave filter on the tc ingress of ifindex %u", ifindex);
 		return -ENOENT;
 	case PODPATH_PROG_STALE:
-		diag_set(d,
-			 "the filter on ifindex %u runs an earlier pod program (id %u), not the one "
-			 "pinned at %s/%s (id %u): conclave-agent moves pods to it when it starts",
-			 ifindex, prog_id, pp->pin_root, DP_PIN_PROG_POD, pp->prog_id);
+		diag_set(
+		    d,
+		    "the filter on ifindex %u runs an earlier pod program (id %u), not the one "
+		    "pinned at %s/%s (id %u): conclave-agent moves pods to it when it starts",
+		    ifindex, prog_id, pp->pin_root, DP_PIN_PROG_POD, pp->prog_id);
 		return -ESTALE;
 	case PODPATH_PROG_FOREIGN:
 	default:
@@ -505,18 +505,15 @@ static void reattach_one(struct podpath *pp, uint32_t ifindex, struct podpath_re
 		/* Deleted without a DEL (the runtime lost it, or the node's netns was torn down):
 		 * nothing enforces this pod any more, and its addresses would block their reuse. */
 		ret = podpath_del(pp, ifindex, &pod, &why);
-		log_warn("pods: %s (container %.12s/%s): its veth (ifindex %u) is gone: %s", pod.name,
-			 pod.container_id, pod.ifname, ifindex,
+		log_warn("pods: %s (container %.12s/%s): its veth (ifindex %u) is gone: %s",
+			 pod.name, pod.container_id, pod.ifname, ifindex,
 			 ret < 0 ? why.msg : "record and addresses removed");
 		st->gone++;
 		return;
 	}
 	switch (podpath_prog_state(pp, ifindex, &prog_id)) {
-	case PODPATH_PROG_CURRENT:
-		st->current++;
-		return;
-	case PODPATH_PROG_STALE:
-		break;
+	case PODPATH_PROG_CURRENT: st->current++; return;
+	case PODPATH_PROG_STALE: break;
 	case PODPATH_PROG_NONE:
 	case PODPATH_PROG_FOREIGN:
 	default:
