@@ -4,7 +4,8 @@
  * equal to the agent's view (peers, cluster CIDRs, allow list, config). Counters and drop
  * events for `conclavectl status` and `conclavectl monitor`.
  *
- * Lifecycle: datapath_open (reuses pinned maps, so peers survive an agent restart) ->
+ * Lifecycle: datapath_open (reuses pinned maps, so peers survive an agent restart; moves the
+ * pods conclave-cni attached earlier to the pod program it pins) ->
  * datapath_apply_peers and the other setters -> datapath_attach (replaces our tc filters in
  * place, so traffic of existing peers never stops) -> datapath_close (programs stay attached and
  * maps pinned). datapath_detach and datapath_unpin undo it for good. */
@@ -18,6 +19,7 @@
 
 #include "conclave/datapath_abi.h"
 #include "conclave/diag.h"
+#include "conclave/podpath.h"
 
 /* The peers map holds two entries per peer (endpoint and address), so 2^20 peers fill 2^21. */
 #define DP_DEFAULT_MAX_PEERS 65536u
@@ -28,7 +30,8 @@
 /* Program pins under the pin root, for bpftool and `conclavectl status`. */
 #define DP_PIN_PROG_INGRESS "prog_ingress"
 #define DP_PIN_PROG_EGRESS  "prog_egress"
-/* The per-pod program (bpf/pod.bpf.c): loaded and pinned at open, attached by conclave-cni. */
+/* The per-pod program (bpf/pod.bpf.c): loaded and pinned at open, attached by conclave-cni;
+ * open replaces it in place on the pods already registered. */
 #define DP_PIN_PROG_POD "prog_pod"
 
 struct datapath;
@@ -77,9 +80,14 @@ void datapath_log_libbpf(bool quiet);
 int datapath_ensure_bpffs(const char *path, struct diag *d);
 
 /* Load the programs, reusing the maps pinned under opts->pin_root (or creating and pinning
- * them), and write opts->config. Refuses pins of another ABI unless opts->reset. Routes
- * libbpf's messages (verifier logs) to the conclave log. */
+ * them), write opts->config, pin the pod program and move every registered pod to it
+ * (podpath_reattach, in the calling thread's network namespace). Refuses pins of another ABI
+ * unless opts->reset. Routes libbpf's messages (verifier logs) to the conclave log. */
 int datapath_open(const struct dp_opts *opts, struct datapath **dp, struct diag *d);
+
+/* What datapath_open did to the pods registered before it pinned its pod program (all zero
+ * when there were none, or when they could not be read: that is logged). */
+void datapath_pods_reattached(const struct datapath *dp, struct podpath_reattach_stats *st);
 
 /* Open only the pinned maps and programs, read-only use (status, monitor); no loading. */
 int datapath_open_pinned(const char *pin_root, struct datapath **dp, struct diag *d);

@@ -42,9 +42,43 @@ int podpath_forget(struct podpath *pp, const char *container_id, const char *ifn
 
 /* Everything ADD made is in place: the record of this container and ifname at ifindex holding
  * exactly these addresses, each address mapping to ifindex, and our filter on the veth running
- * the pod program. -ENOENT / -ESTALE with what is missing or wrong in d. */
+ * the currently pinned pod program (an older one is -ESTALE). -ENOENT / -ESTALE with what is
+ * missing or wrong in d. */
 int podpath_check(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *want,
 		  struct diag *d);
+
+/* What runs in our tc slot on a pod's veth, against the pinned pod program. */
+enum podpath_prog {
+	PODPATH_PROG_CURRENT, /* the program pinned now */
+	PODPATH_PROG_STALE,   /* a dp_pod program an earlier agent loaded */
+	PODPATH_PROG_FOREIGN, /* some other program in our slot */
+	PODPATH_PROG_NONE,    /* no filter of ours (or no such interface) */
+};
+
+/* The program in our slot on ifindex's tc ingress: its state, and its id in *prog_id (0: none). */
+enum podpath_prog podpath_prog_state(struct podpath *pp, uint32_t ifindex, uint32_t *prog_id);
+
+/* "current", "stale", "foreign", "none". */
+const char *podpath_prog_name(enum podpath_prog state);
+
+/* Id of the pinned pod program this podpath attaches. */
+uint32_t podpath_prog_id(const struct podpath *pp);
+
+/* What podpath_reattach did, pod by pod. */
+struct podpath_reattach_stats {
+	size_t reattached; /* replaced in place: they run the pinned program now */
+	size_t current;	   /* already ran it */
+	size_t gone;	   /* the veth no longer exists: record and addresses removed */
+	size_t skipped;	   /* the veth exists without a dp_pod filter of ours: left alone */
+	size_t failed;	   /* the replace itself failed: they keep their program */
+};
+
+/* Move every registered pod to the pinned pod program: each dp_pod filter of ours is replaced
+ * in place (one netlink request, same tc slot, no packet unfiltered); pods whose veth is gone
+ * lose their record and addresses. Each pod not moved is logged; -errno only if the pod map
+ * cannot be read. Acts in the calling thread's network namespace, which must be conclave-cni's
+ * (the records hold ifindexes, not namespaces). */
+int podpath_reattach(struct podpath *pp, struct podpath_reattach_stats *st, struct diag *d);
 
 typedef int (*podpath_fn)(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx);
 

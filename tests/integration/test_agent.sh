@@ -30,7 +30,7 @@ start_sender() {
 }
 stop_sender() { kill -TERM "$sender_pid"; wait "$sender_pid"; sender_pid=; }
 
-echo "1..69"
+echo "1..74"
 
 setup_network
 setup_tpms
@@ -160,6 +160,27 @@ check "agent 3's status socket is removed on exit" true test ! -e "$work/a3.sock
 # Agent 1 keeps sending WireGuard packets to agent 2 throughout: agent 2's datapath must pass
 # every one of them, while agent 2 is down, while it rejoins and while it applies agent 1's
 # rotated keys (its datapath entries are endpoints, and agent 1's endpoint never changes).
+# A pod on agent 2's node, registered by conclave-cni as a runtime would run it (the prevResult
+# written here rather than by a bridge plugin): the restart must move it to its new pod program.
+pod_ns=$pfx-pod2
+trap 'ip netns del "$pod_ns" 2>/dev/null; cleanup' EXIT
+quiet ip netns add "$pod_ns"
+quiet ip -n "$pfx-2" link add cncpod0 type veth peer name eth0 netns "$pod_ns"
+quiet ip -n "$pod_ns" addr add 10.244.250.5/24 dev eth0
+quiet ip -n "$pod_ns" link set eth0 up
+quiet ip -n "$pfx-2" link set cncpod0 up
+pod_conf=$(jq -nc --arg pins "$pins-2" --arg ns "/run/netns/$pod_ns" '{cniVersion: "1.0.0",
+	name: "agent-test", type: "conclave-cni", pinRoot: $pins, prevResult: {cniVersion: "1.0.0",
+	interfaces: [{name: "eth0", sandbox: $ns}], ips: [{address: "10.244.250.5/24", interface: 0}]}}')
+# pod_cni COMMAND: conclave-cni in agent 2's namespace for that pod
+pod_cni() { in_ns 2 env CNI_COMMAND="$1" CNI_CONTAINERID=agent-pod CNI_NETNS="/run/netns/$pod_ns" \
+	CNI_IFNAME=eth0 "$build/conclave-cni" <<<"$pod_conf"; }
+pod_prog() { in_ns 2 tc filter show dev cncpod0 ingress | sed -n 's/.*handle 0xc1a7 .* id \([0-9]*\) .*/\1/p'; }
+pinned_pod() { bpftool -j prog show pinned "$pins-2/prog_pod" | jq -r .id; }
+check "conclave-cni registers a pod on agent 2's node, attached to the pinned pod program" \
+	"pod_cni ADD; in_ns 2 tc filter show dev cncpod0 ingress" \
+	eval 'pod_cni ADD && [ -n "$(pod_prog)" ] && [ "$(pod_prog)" = "$(pinned_pod)" ]'
+old_pod=$(pinned_pod)
 map_id=$(peers_map_id 2) count=$(dp_count 2)
 unknown0=$(counter 2 drop_unknown_peer) passed0=$(counter 2 pass_peer)
 start_sender 1 2
@@ -205,6 +226,17 @@ check "restarted agent 2 runs with the same node id and 1 peer" "agent_diag 2" \
 check "it reused the pinned peers map (same map id $map_id)" 'bpftool map show pinned $pins-2/peers' \
 	test "$(peers_map_id 2)" = "$map_id"
 check "its datapath admits agent 1's endpoint" "agent_diag 2" until_true 5 dp_holds 2 1
+check "restarted agent 2 moved the pod to its new pod program, in the same tc slot" \
+	"echo old $old_pod pinned \$(pinned_pod); in_ns 2 tc filter show dev cncpod0 ingress" \
+	eval '[ "$(pinned_pod)" != "$old_pod" ] && [ "$(pod_prog)" = "$(pinned_pod)" ]'
+check "... its log says so, and conclavectl pods shows the pod on the current program" \
+	"grep 'pod program' $work/a2.log; in_ns 2 $ctl pods --pin-root $pins-2" \
+	eval 'tail -n +$((lines + 1)) "$work/a2.log" | grep -q "pod program [0-9]*: 1 pods moved to it" &&
+		in_ns 2 "$ctl" pods --pin-root "$pins-2" --json | jq -e "length == 1 and .[0].program == \"current\""'
+check "CHECK of the pod passes after the restart" "pod_cni CHECK" pod_cni CHECK
+check "DEL of the pod removes its filter" "in_ns 2 tc filter show dev cncpod0 ingress" \
+	eval 'pod_cni DEL && [ -z "$(pod_prog)" ]'
+ip netns del "$pod_ns"
 check "agent 1 keeps agent 2 as its 1 peer" "agent_diag 1" until_true 5 eval "is 1 '.peers == 1' && dp_holds 1 2"
 
 # ---- (6) the join service restarts; the operator recovers it; agents come back -----------------

@@ -31,7 +31,7 @@ mon_pid=
 
 cleanup() {
 	[ -n "$mon_pid" ] && kill "$mon_pid" 2>/dev/null
-	cni_node_cleanup p1 p2 p3 p4 p5
+	cni_node_cleanup p1 p2 p3 p4 p5 p6
 	if [ -n "${CONCLAVE_KEEP_WORK:-}" ]; then echo "# kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -50,7 +50,7 @@ node_state() {
 	done
 }
 
-echo "1..43"
+echo "1..58"
 
 # ---- the node, its datapath, the remote side -------------------------------------------------
 cni_node_setup
@@ -200,6 +200,67 @@ out=$(cni CNI_COMMAND=CHECK CNI_CONTAINERID=c2 CNI_NETNS="$(ns_of p2)" CNI_IFNAM
 	<<<"$(conf_of | jq -c --slurpfile r "$work/p2.result" '. + {prevResult: $r[0]}')")
 check_why "CHECK of pod 2 without its filter fails (code 101) naming the pod and the veth's filter" \
 	"echo '$out'" jq -e '.code == 101 and (.msg | test("pod c2 .*no conclave filter"))' <<<"$out"
+
+# ---- an agent restart moves the pods to its pod program ----------------------------------------
+# tests/tools/dp_node loads the datapath again exactly as a restarted agent's datapath_open does
+# (same pinned maps, a new pod program pinned as prog_pod). Pod 1 runs the old program, pod 2
+# has lost its filter (above), pod 6's veth vanishes without a DEL.
+prog_pod() { bpftool -j prog show pinned "$pins/prog_pod" | jq -r .id; }
+# our_filter VETH: "ID" of the one filter in our slot (pref 1, handle 0xc1a7) on VETH's ingress
+our_filter() {
+	node tc filter show dev "$1" ingress | grep -c ' handle 0xc1a7 ' | grep -qx 1 &&
+		node tc filter show dev "$1" ingress | sed -n 's/.*pref 1 bpf chain 0 handle 0xc1a7 .* id \([0-9]*\) .*/\1/p'
+}
+reload() { node "$build/tests/tools/dp_node" load "$pins" --cidr 10.244.0.0/16 \
+	--node 10.244.1.0/24=1 --node 10.244.2.0/24=2 >"$work/reload.out" 2>&1; }
+add_pod p6 c7 "" >/dev/null || bail "ADD of pod 6 failed: $chain_out"
+ifx6=$(pod_field c7 .ifindex) veth6=$(pod_field c7 .veth) old=$(prog_pod)
+check_why "before the restart pod 1 runs the pinned pod program $old (conclavectl pods: current)" \
+	"pods_json" eval '[ "$(pod_field default/web-1 .program)" = current ] && [ "$(pod_field default/web-1 .prog_id)" = "$old" ] && [ "$(our_filter "$veth1")" = "$old" ]'
+quiet ip netns del "$pfx-p6" # the veth goes with the pod's netns; no DEL ever comes
+until_true 5 eval '! node ip link show "$veth6"' || bail "pod 6's veth $veth6 did not go away"
+quiet bpftool prog pin id "$old" "$pins/test_old_pod" # to put it back on pod 1 below
+drops1=$(pod_field default/web-1 .drop_packets)
+check_why "the restart loads and pins a new pod program" "cat $work/reload.out" \
+	eval 'reload && [ "$(prog_pod)" != "$old" ]'
+new=$(prog_pod)
+check_why "... and reports pod 1 moved, pod 6 gone and pod 2 (no filter) left alone" "cat $work/reload.out" \
+	grep -qx "pods: moved 1 current 0 gone 1 skipped 1 failed 0" "$work/reload.out"
+check_why "pod 1's veth runs the new program $new in the same tc slot, the only filter there" \
+	"node tc filter show dev $veth1 ingress" test "$(our_filter "$veth1")" = "$new"
+check_why "conclavectl pods shows pod 1 on the current program $new" "pods_json" \
+	eval '[ "$(pod_field default/web-1 .program)" = current ] && [ "$(pod_field default/web-1 .prog_id)" = "$new" ]'
+check_why "pod 1 keeps its record, addresses and drop counters" "pods_json; bpftool map dump pinned $pins/pod_addrs" \
+	eval '[ "$(pod_field default/web-1 .addresses[0])" = "$ip1" ] && [ "$(pod_field default/web-1 .drop_packets)" = "$drops1" ] && [ "$(addrs_of "$ifx1")" = 1 ]'
+check_why "pod 6, whose veth vanished, is unregistered (record and address) and logged" \
+	"pods_json; cat $work/reload.out" \
+	eval '[ -z "$(pod_field c7 .pod)" ] && [ "$(addrs_of "$ifx6")" = 0 ] && grep -q "pods: c7 .*is gone: record and addresses removed" "$work/reload.out"'
+check_why "pod 2, whose filter was removed, gets none attached and is logged (program: none)" \
+	"pods_json; cat $work/reload.out; node tc filter show dev $veth2 ingress" \
+	eval '[ "$(pod_field c2 .program)" = none ] && ! node tc filter show dev "$veth2" ingress | grep -q . && grep -q "pods: c2 .*no conclave filter.*left alone" "$work/reload.out"'
+unatt0=$(counter drop_pod_unattested) peer0=$(counter pass_pod_peer)
+check_why "under the new program pod 1 still does not reach 10.244.3.10" true \
+	eval '! pod p1 ping -c2 -i0.2 -W1 10.244.3.10'
+check_why "... dropped as drop_pod_unattested and counted in pod 1's record" "node_ctl status; pods_json" \
+	eval '[ "$(counter drop_pod_unattested)" -ge "$((unatt0 + 2))" ] && [ "$(pod_field default/web-1 .drop_packets)" = "$((drops1 + 2))" ]'
+check_why "under the new program pod 1 reaches 10.244.2.10 in attested node 2's range (pass_pod_peer)" \
+	"node_ctl status" eval 'pod p1 ping -c2 -W2 10.244.2.10 && [ "$(counter pass_pod_peer)" -gt "$peer0" ]'
+if chain_check "$work/net.conflist" "$(cat "$work/p1.result")" c1 "$(ns_of p1)" eth0 "$(k8s_args web-1)"; then
+	ok "CHECK of pod 1 passes on the new program"
+else not_ok "CHECK of pod 1 passes on the new program" "$chain_out"; fi
+# Pod 1 back on the earlier program, as if the re-attach had missed it: CHECK and pods say so.
+quiet node tc filter replace dev "$veth1" ingress protocol all pref 1 handle 0xc1a7 \
+	bpf object-pinned "$pins/test_old_pod" direct-action
+check_why "conclavectl pods shows a pod on the earlier program as stale" "pods_json" \
+	eval '[ "$(pod_field default/web-1 .program)" = stale ] && [ "$(pod_field default/web-1 .prog_id)" = "$old" ]'
+out=$(cni CNI_COMMAND=CHECK CNI_CONTAINERID=c1 CNI_NETNS="$(ns_of p1)" CNI_IFNAME=eth0 \
+	CNI_ARGS="$(k8s_args web-1)" <<<"$conf1")
+check_why "CHECK of a pod on the earlier program fails (code 101) naming both programs" "echo '$out'" \
+	jq -e --arg o "$old" --arg n "$new" '.code == 101 and (.msg | test("earlier pod program \\(id " + $o + "\\).*id " + $n))' <<<"$out"
+rm -f "$pins/test_old_pod"
+check_why "a second restart moves it to that restart's program and finds nothing else to do" \
+	"cat $work/reload.out; node tc filter show dev $veth1 ingress" \
+	eval 'reload && grep -qx "pods: moved 1 current 0 gone 0 skipped 1 failed 0" "$work/reload.out" && [ "$(our_filter "$veth1")" = "$(prog_pod)" ] && [ "$(prog_pod)" != "$new" ]'
 
 # ---- DEL -------------------------------------------------------------------------------------------
 if del_pod p1 c1 "$(k8s_args web-1)"; then ok "DEL pod 1 (reverse order) succeeds"

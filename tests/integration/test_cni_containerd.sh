@@ -154,7 +154,7 @@ touch "$work/$a/tmp/stop"
 check_why "container a exits with status 0 (ctr run --rm)" "cat $work/$a.out" wait_ctr "$a"
 check_why "conclave removed container a: record, addresses and veth gone; b still registered" \
 	"pods_json; bpftool map dump pinned $pins/pod_addrs" \
-	eval "[ -z \"\$(pod_field $ida .pod)\" ] && [ \"\$(bpftool -j map dump pinned $pins/pod_addrs | jq --argjson i $ifx_a '[.[] | select(.value == \$i)] | length')\" = 0 ] && ! node ip link show '$veth_a' && [ -n \"\$(pod_field $idb .pod)\" ]"
+	eval "[ -z \"\$(pod_field $ida .pod)\" ] && [ \"\$(bpftool -j map dump pinned $pins/pod_addrs | jq --argjson i $ifx_a '[.[] | select((.formatted.value // .value) == \$i)] | length')\" = 0 ] && ! node ip link show '$veth_a' && [ -n \"\$(pod_field $idb .pod)\" ]"
 touch "$work/$b/tmp/stop"
 wait_ctr "$b" >/dev/null 2>&1
 check_why "after container b exits no pod is registered on the node" "pods_json" \

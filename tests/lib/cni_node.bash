@@ -40,8 +40,9 @@ pods_json() { node_ctl pods --json; }
 pod_field() { pods_json | jq -r --arg p "$1" ".[] | select(.pod == \$p) | $2"; }
 # counter REASON: packets the datapath counted for REASON
 counter() { node_ctl status --json | jq -r ".counters.$1.packets"; }
-# addrs_of IFINDEX: pod addresses registered to that veth
-addrs_of() { bpftool -j map dump pinned "$pins/pod_addrs" | jq --argjson i "$1" '[.[] | select(.value == $i)] | length'; }
+# addrs_of IFINDEX: pod addresses registered to that veth (bpftool -j prints raw bytes in
+# .value and the BTF-typed number in .formatted.value)
+addrs_of() { bpftool -j map dump pinned "$pins/pod_addrs" | jq --argjson i "$1" '[.[] | select((.formatted.value // .value) == $i)] | length'; }
 
 cni_node_setup() {
 	quiet ip netns add "$pfx-node"

@@ -3,7 +3,9 @@
  * without a join service, TPM or WireGuard, for the CNI tests and scripts/bench-cni. It loads
  * the real programs with their maps pinned under PIN_ROOT (the pod program pinned too), writes
  * the config (events on), the cluster ranges and the attested nodes' ranges, and exits: the
- * pins keep everything. `unpin` removes it all again.
+ * pins keep everything. Loading again is what an agent restart does to the datapath: the pods
+ * registered earlier move to the new pod program; the counts are printed ("pods: moved N
+ * current N gone N skipped N failed N"). `unpin` removes it all again.
  *
  *   dp_node load PIN_ROOT --cidr CIDR... [--node CIDR=ID...]
  *   dp_node unpin PIN_ROOT */
@@ -18,6 +20,7 @@
 int main(int argc, char **argv)
 {
 	struct dp_cidr cidrs[MAX_RANGES], nodes[MAX_RANGES];
+	struct podpath_reattach_stats st;
 	struct dp_opts o = { 0 };
 	struct datapath *dp = NULL;
 	struct diag d = { { 0 } };
@@ -54,6 +57,11 @@ int main(int argc, char **argv)
 	ret = datapath_ensure_bpffs(argv[2], &d);
 	if (ret == 0)
 		ret = datapath_open(&o, &dp, &d);
+	if (ret == 0) {
+		datapath_pods_reattached(dp, &st);
+		printf("pods: moved %zu current %zu gone %zu skipped %zu failed %zu\n",
+		       st.reattached, st.current, st.gone, st.skipped, st.failed);
+	}
 	if (ret == 0)
 		ret = datapath_set_cidrs(dp, cidrs, nc, &d);
 	if (ret == 0)

@@ -431,18 +431,28 @@ static void pods_usage(FILE *f)
 	    f,
 	    "usage: conclavectl pods [--pin-root DIR] [--json]\n"
 	    "List the pods conclave-cni registered on this node: the host-side veth the pod\n"
-	    "program runs on, the pod (namespace/name, or its container id), its addresses and\n"
-	    "the packets the program dropped for it.\n\n"
+	    "program runs on, the pod (namespace/name, or its container id), its addresses,\n"
+	    "the packets the program dropped for it, and the program on its veth: current (the\n"
+	    "one pinned now), stale (an earlier agent's), foreign (not ours) or none.\n\n"
 	    "  --pin-root DIR  bpffs directory of the datapath's pins (default %s)\n"
 	    "  --json          print as JSON\n\n"
 	    "Exit status: 0 shown, 1 no datapath pinned there, 2 usage error.\n",
 	    DP_PIN_ROOT);
 }
 
+struct pods_ctx {
+	struct podpath *pp;
+	json_object *list; /* NULL: text */
+};
+
 static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
 {
-	json_object *list = ctx, *o, *addrs;
+	struct pods_ctx *c = ctx;
+	json_object *list = c->list, *o, *addrs;
 	char veth[IF_NAMESIZE] = "?", a[INET6_ADDRSTRLEN], all[4 * INET6_ADDRSTRLEN + 4] = "";
+	uint32_t prog_id;
+	enum podpath_prog state = podpath_prog_state(c->pp, ifindex, &prog_id);
+	char prog[32];
 	size_t used = 0;
 
 	if_indextoname(ifindex, veth); /* in another namespace, or gone: "?" */
@@ -454,9 +464,10 @@ static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
 			json_object_array_add(addrs, json_object_new_string(a));
 	}
 	if (!list) {
-		printf("%-32s %-15s %-8u %-28s %10llu %12llu %.12s/%s\n", pod->name, veth, ifindex,
-		       all, (unsigned long long)pod->drop_packets,
-		       (unsigned long long)pod->drop_bytes, pod->container_id, pod->ifname);
+		snprintf(prog, sizeof(prog), "%u:%s", prog_id, podpath_prog_name(state));
+		printf("%-32s %-15s %-8u %-28s %10llu %12llu %-14s %.12s/%s\n", pod->name, veth,
+		       ifindex, all, (unsigned long long)pod->drop_packets,
+		       (unsigned long long)pod->drop_bytes, prog, pod->container_id, pod->ifname);
 		return 0;
 	}
 	o = json_object_new_object();
@@ -469,6 +480,8 @@ static int print_pod(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
 	json_object_object_add(o, "drop_packets",
 			       json_object_new_int64((int64_t)pod->drop_packets));
 	json_object_object_add(o, "drop_bytes", json_object_new_int64((int64_t)pod->drop_bytes));
+	json_object_object_add(o, "prog_id", json_object_new_int64(prog_id));
+	json_object_object_add(o, "program", json_object_new_string(podpath_prog_name(state)));
 	json_object_array_add(list, o);
 	return 0;
 }
@@ -478,7 +491,7 @@ int cmd_pods(int argc, char **argv)
 	const char *pin_root = DP_PIN_ROOT;
 	struct podpath *pp = NULL;
 	struct diag d = { { 0 } };
-	json_object *list = NULL;
+	struct pods_ctx c = { 0 };
 	bool json = false;
 	long count = 0;
 	int rc = EXIT_REFUSED;
@@ -489,21 +502,22 @@ int cmd_pods(int argc, char **argv)
 		fprintf(stderr, "conclavectl: pods: %s\n", d.msg);
 		return EXIT_REFUSED;
 	}
+	c.pp = pp;
 	if (json)
-		list = json_object_new_array();
+		c.list = json_object_new_array();
 	else
-		printf("%-32s %-15s %-8s %-28s %10s %12s %s\n", "POD", "VETH", "IFINDEX",
-		       "ADDRESSES", "DROPS", "DROP_BYTES", "CONTAINER/IF");
-	if (podpath_for_each(pp, print_pod, list, &d) < 0) {
+		printf("%-32s %-15s %-8s %-28s %10s %12s %-14s %s\n", "POD", "VETH", "IFINDEX",
+		       "ADDRESSES", "DROPS", "DROP_BYTES", "PROGRAM", "CONTAINER/IF");
+	if (podpath_for_each(pp, print_pod, &c, &d) < 0) {
 		fprintf(stderr, "conclavectl: pods: %s\n", d.msg);
 	} else {
 		rc = EXIT_OK;
-		if (list)
+		if (c.list)
 			printf("%s\n",
-			       json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
-									JSON_C_TO_STRING_SPACED));
+			       json_object_to_json_string_ext(c.list, JSON_C_TO_STRING_PRETTY |
+									  JSON_C_TO_STRING_SPACED));
 	}
-	json_object_put(list);
+	json_object_put(c.list);
 	podpath_close(pp);
 	return rc;
 }

@@ -21,6 +21,7 @@
 
 #include "conclave/datapath.h"
 #include "conclave/log.h"
+#include "conclave/podpath.h"
 #include "conclave/util.h"
 
 /* Only for the embedded objects (NAME_bpf__elf_bytes): the maps and programs are found by name
@@ -67,6 +68,7 @@ struct datapath {
 	int map_fd[M_MAX];
 	bool own_fds;	      /* fds from bpf_obj_get (closed by us) rather than the skeletons' */
 	uint32_t map_entries; /* of "peers": two per peer (endpoint and address entry) */
+	struct podpath_reattach_stats pods; /* what open did to the pods already attached */
 };
 
 static const char *const reason_names[DP_REASON_MAX] = {
@@ -462,6 +464,30 @@ static int load(struct datapath *dp, struct diag *d)
 
 static int pin_prog(struct datapath *dp, int obj, struct diag *d);
 
+/* After pinning a new pod program: replace it in place on every registered pod's veth. A
+ * failure here leaves those pods on their earlier program (same maps, still enforced), so it is
+ * logged, not fatal. */
+static void reattach_pods(struct datapath *dp)
+{
+	struct podpath_reattach_stats *st = &dp->pods;
+	struct diag why = { { 0 } };
+	struct podpath *pp = NULL;
+	int ret = podpath_open(dp->pin_root, false, &pp, &why);
+
+	if (ret == 0)
+		ret = podpath_reattach(pp, st, &why);
+	if (ret < 0)
+		log_warn("datapath: cannot move the pods to the new pod program: %s; they keep "
+			 "the program they run until their next ADD",
+			 why.msg);
+	else if (st->reattached || st->current || st->gone || st->skipped || st->failed)
+		log_info("datapath: pod program %u: %zu pods moved to it, %zu already on it, %zu "
+			 "gone (removed), %zu left alone, %zu failed",
+			 podpath_prog_id(pp), st->reattached, st->current, st->gone, st->skipped,
+			 st->failed);
+	podpath_close(pp);
+}
+
 int datapath_open(const struct dp_opts *opts, struct datapath **out, struct diag *d)
 {
 	struct diag why = { { 0 } };
@@ -527,6 +553,8 @@ int datapath_open(const struct dp_opts *opts, struct datapath **out, struct diag
 		ret = pin_prog(dp, OBJ_POD, d);
 	if (ret < 0)
 		goto fail;
+	/* Pods attached by an earlier agent move to the program just pinned. */
+	reattach_pods(dp);
 	*out = dp;
 	return 0;
 fail:
@@ -566,6 +594,11 @@ int datapath_open_pinned(const char *pin_root, struct datapath **out, struct dia
 	}
 	*out = dp;
 	return 0;
+}
+
+void datapath_pods_reattached(const struct datapath *dp, struct podpath_reattach_stats *st)
+{
+	*st = dp->pods;
 }
 
 void datapath_close(struct datapath *dp)

@@ -16,6 +16,7 @@
 #include <bpf/libbpf.h>
 
 #include "conclave/datapath.h"
+#include "conclave/log.h"
 #include "conclave/podpath.h"
 #include "conclave/util.h"
 
@@ -116,6 +117,33 @@ void podpath_close(struct podpath *pp)
 	if (pp->prog_fd >= 0)
 		close(pp->prog_fd);
 	free(pp);
+}
+
+uint32_t podpath_prog_id(const struct podpath *pp)
+{
+	return pp->prog_id;
+}
+
+/* An agent pinned another pod program since podpath_open: take it (true), else false. */
+static bool pin_moved(struct podpath *pp)
+{
+	struct bpf_prog_info info = { 0 };
+	char path[PATH_MAX + 32];
+	__u32 len = sizeof(info);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pp->pin_root, DP_PIN_PROG_POD);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return false;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0 || info.id == pp->prog_id) {
+		close(fd);
+		return false;
+	}
+	close(pp->prog_fd);
+	pp->prog_fd = fd;
+	pp->prog_id = info.id;
+	return true;
 }
 
 /* ---- tc ---- */
@@ -279,6 +307,13 @@ int podpath_add(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *po
 		}
 	}
 	ret = tc_attach(pp, ifindex, &qdisc, d);
+	/* An agent that pinned a new program while we attached the old one may have walked the
+	 * pods before our filter was there: follow the pin (it is renamed before that walk). */
+	for (int i = 0; i < 3 && ret == 0 && pin_moved(pp); i++) {
+		bool again;
+
+		ret = tc_attach(pp, ifindex, &again, d);
+	}
 	if (ret == 0) {
 		/* Another pod's record here was stale (its veth is gone, the index reused, its DEL
 		 * never came): so are the addresses it left pointing to this index. */
@@ -382,16 +417,142 @@ int podpath_check(struct podpath *pp, uint32_t ifindex, const struct dp_pod_v1 *
 			return -ESTALE;
 		}
 	}
-	if (tc_prog(ifindex, &prog_id) < 0) {
+	switch (podpath_prog_state(pp, ifindex, &prog_id)) {
+	case PODPATH_PROG_CURRENT: return 0;
+	case PODPATH_PROG_NONE:
 		diag_set(d, "no conclave filter on the tc ingress of ifindex %u", ifindex);
 		return -ENOENT;
-	}
-	if (!is_pod_prog(pp, prog_id)) {
+	case PODPATH_PROG_STALE:
+		diag_set(
+		    d,
+		    "the filter on ifindex %u runs an earlier pod program (id %u), not the one "
+		    "pinned at %s/%s (id %u): conclave-agent moves pods to it when it starts",
+		    ifindex, prog_id, pp->pin_root, DP_PIN_PROG_POD, pp->prog_id);
+		return -ESTALE;
+	case PODPATH_PROG_FOREIGN:
+	default:
 		diag_set(d, "the filter on ifindex %u runs program %u, not the pod program",
 			 ifindex, prog_id);
 		return -ESTALE;
 	}
+}
+
+enum podpath_prog podpath_prog_state(struct podpath *pp, uint32_t ifindex, uint32_t *prog_id)
+{
+	if (tc_prog(ifindex, prog_id) < 0 || *prog_id == 0)
+		return PODPATH_PROG_NONE;
+	if (*prog_id == pp->prog_id)
+		return PODPATH_PROG_CURRENT;
+	return is_pod_prog(pp, *prog_id) ? PODPATH_PROG_STALE : PODPATH_PROG_FOREIGN;
+}
+
+const char *podpath_prog_name(enum podpath_prog state)
+{
+	static const char *const names[] = { "current", "stale", "foreign", "none" };
+
+	return (size_t)state < ARRAY_SIZE(names) ? names[state] : "none";
+}
+
+/* ---- re-attach after a new program was pinned ---- */
+
+struct pod_list {
+	uint32_t *ifindex;
+	size_t n, cap;
+};
+
+static int collect(uint32_t ifindex, const struct dp_pod_v1 *pod, void *ctx)
+{
+	struct pod_list *l = ctx;
+	uint32_t *more;
+
+	(void)pod;
+	if (l->n == l->cap) {
+		more = reallocarray(l->ifindex, l->cap ? 2 * l->cap : 64, sizeof(*more));
+		if (!more)
+			return -ENOMEM;
+		l->ifindex = more;
+		l->cap = l->cap ? 2 * l->cap : 64;
+	}
+	l->ifindex[l->n++] = ifindex;
 	return 0;
+}
+
+/* Replace our filter's program in place: the filter exists, so no qdisc is created. */
+static int tc_replace(struct podpath *pp, uint32_t ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = DP_TC_HANDLE, .priority = DP_TC_PRIORITY,
+		    .prog_fd = pp->prog_fd, .flags = BPF_TC_F_REPLACE);
+	int ret;
+
+	datapath_log_libbpf(true);
+	ret = bpf_tc_attach(&hook, &o);
+	datapath_log_libbpf(false);
+	return ret;
+}
+
+static void reattach_one(struct podpath *pp, uint32_t ifindex, struct podpath_reattach_stats *st)
+{
+	struct diag why = { { 0 } };
+	struct dp_pod_v1 pod;
+	char name[IF_NAMESIZE];
+	uint32_t prog_id;
+	int ret;
+
+	if (!podpath_get(pp, ifindex, &pod))
+		return; /* DEL'd meanwhile */
+	if (!if_indextoname(ifindex, name)) {
+		/* Deleted without a DEL (the runtime lost it, or the node's netns was torn down):
+		 * nothing enforces this pod any more, and its addresses would block their reuse. */
+		ret = podpath_del(pp, ifindex, &pod, &why);
+		log_warn("pods: %s (container %.12s/%s): its veth (ifindex %u) is gone: %s",
+			 pod.name, pod.container_id, pod.ifname, ifindex,
+			 ret < 0 ? why.msg : "record and addresses removed");
+		st->gone++;
+		return;
+	}
+	switch (podpath_prog_state(pp, ifindex, &prog_id)) {
+	case PODPATH_PROG_CURRENT: st->current++; return;
+	case PODPATH_PROG_STALE: break;
+	case PODPATH_PROG_NONE:
+	case PODPATH_PROG_FOREIGN:
+	default:
+		/* Not evidence that this is the pod's veth (an ifindex taken over by another
+		 * device looks the same as a filter removed by hand): attach nothing. CHECK reports
+		 * it; the pod's next ADD or DEL settles it. */
+		log_warn("pods: %s (container %.12s/%s): %s (ifindex %u) has %s in our tc slot: "
+			 "left alone",
+			 pod.name, pod.container_id, pod.ifname, name, ifindex,
+			 prog_id ? "another program" : "no conclave filter");
+		st->skipped++;
+		return;
+	}
+	ret = tc_replace(pp, ifindex);
+	if (ret < 0) {
+		log_warn("pods: %s (container %.12s/%s): cannot move %s (ifindex %u) from pod "
+			 "program %u to %u: %s; it keeps the earlier one",
+			 pod.name, pod.container_id, pod.ifname, name, ifindex, prog_id,
+			 pp->prog_id, strerror(-ret));
+		st->failed++;
+		return;
+	}
+	st->reattached++;
+}
+
+int podpath_reattach(struct podpath *pp, struct podpath_reattach_stats *st, struct diag *d)
+{
+	struct pod_list l = { 0 };
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	/* Collected first: removing a gone pod's record while walking the hash would restart it. */
+	ret = podpath_for_each(pp, collect, &l, d);
+	if (ret == -ENOMEM)
+		diag_set(d, "out of memory");
+	for (size_t i = 0; ret == 0 && i < l.n; i++)
+		reattach_one(pp, l.ifindex[i], st);
+	free(l.ifindex);
+	return ret;
 }
 
 int podpath_for_each(struct podpath *pp, podpath_fn fn, void *ctx, struct diag *d)
