@@ -1017,8 +1017,8 @@ int main(void)
 		    activation_works_across_sessions_with_the_persisted_ek, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(
 		    ecc_ek_is_persisted_at_its_own_handle_once_certified, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(quotes_survive_power_losses_beyond_the_lockout_limit,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+		    quotes_survive_power_losses_beyond_the_lockout_limit, fx_setup, fx_teardown),
 		cmocka_unit_test(open_on_a_missing_socket_gives_a_clear_error),
 	};
 	int failed = 0;
