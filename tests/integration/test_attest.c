@@ -527,6 +527,55 @@ static void replayed_evidence_is_refused_by_the_counters(void **state)
 	free(buf);
 }
 
+/* A node whose VM lost power (no TPM2_Shutdown) quotes with clockInfo.safe = NO until its TPM
+ * next writes its clock to NV (up to 70 minutes). Its rejoin and the re-attestations of that
+ * boot pass, the unsafe clock reported as a warning; the counters rule still holds. */
+static void unsafe_clock_after_a_power_loss_is_a_warning_not_a_refusal(void **state)
+{
+	struct node_record node = { 0 };
+	struct credential cred = { 0 };
+	struct fixture f2;
+	struct evidence ev;
+	struct verdict v;
+	uint8_t qdata[32], *buf;
+	size_t len;
+	struct verify_params p = { .qdata = qdata, .qlen = 32, .node = &node };
+	const char *nonces[] = { "after-loss", "same-boot" };
+
+	assert_int_equal(fixture_start(&f2), 0);
+	p.policy = &f2.policy;
+	p.ca = f2.ca;
+	assert_int_equal(fixture_attest_activated(&f2, "enrol", &buf, &len, &ev, &cred), 0);
+	fixture_qdata("enrol", qdata);
+	p.credential = &cred;
+	assert_int_equal(verify_evidence(&ev, &p, &v), 0);
+	assert_true(v.ok);
+	assert_int_equal(v.checks[CHECK_CLOCK_SAFE].status, CHECK_PASS);
+	free(buf);
+	p.credential = NULL;
+
+	assert_int_equal(fixture_power_loss(&f2), 0);
+	for (int i = 0; i < 2; i++) {
+		if (i > 0)
+			free(buf);
+		assert_int_equal(fixture_attest(&f2, nonces[i], NULL, 0, &buf, &len, &ev), 0);
+		fixture_qdata(nonces[i], qdata);
+		assert_int_equal(verify_evidence(&ev, &p, &v), 0);
+		print_failures(&v);
+		print_message("# quote %d after the power loss: %s; %s\n", i,
+			      v.checks[CHECK_CLOCK_SAFE].msg, v.checks[CHECK_COUNTERS].msg);
+		assert_int_equal(v.checks[CHECK_CLOCK_SAFE].status, CHECK_WARN);
+		assert_true(v.ok);
+	}
+	/* The last evidence again: the counters still refuse a replay within the boot. */
+	assert_int_equal(verify_evidence(&ev, &p, &v), 0);
+	assert_only_failed(&v, CHECK_COUNTERS);
+	free(buf);
+	credential_clear(&cred);
+	node_record_clear(&node);
+	fixture_stop(&f2);
+}
+
 static void rolled_back_tpm_state_is_refused(void **state)
 {
 	struct node_record node = { 0 };
@@ -762,6 +811,7 @@ int main(void)
 		cmocka_unit_test(truncated_event_log_is_refused_with_its_offset),
 		cmocka_unit_test(replayed_evidence_is_refused_by_the_counters),
 		cmocka_unit_test(rolled_back_tpm_state_is_refused),
+		cmocka_unit_test(unsafe_clock_after_a_power_loss_is_a_warning_not_a_refusal),
 		cmocka_unit_test(kept_prover_answers_a_challenge_then_quotes_afresh_for_each_proof),
 		cmocka_unit_test(kept_prover_opens_the_tpm_again_after_it_went_away),
 		cmocka_unit_test(kept_prover_reads_the_event_log_again_when_a_quoted_pcr_moved),

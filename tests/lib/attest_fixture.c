@@ -85,6 +85,13 @@ int fixture_reboot(struct fixture *f)
 	return ret < 0 ? ret : replay_log(f);
 }
 
+int fixture_power_loss(struct fixture *f)
+{
+	int ret = swtpm_power_loss(&f->tpm);
+
+	return ret < 0 ? ret : replay_log(f);
+}
+
 void fixture_qdata(const char *nonce, uint8_t qdata[32])
 {
 	nonce_qualifying_data((const uint8_t *)nonce, strlen(nonce), qdata);

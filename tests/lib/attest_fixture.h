@@ -31,6 +31,8 @@ void fixture_stop(struct fixture *f);
 
 /* Restart swtpm (a TPM reset) and replay the boot log again. */
 int fixture_reboot(struct fixture *f);
+/* Kill swtpm without TPM2_Shutdown (a power loss), start it and replay the boot log. */
+int fixture_power_loss(struct fixture *f);
 
 /* Produce evidence for nonce (qualifying data derived as the CLI does); answer challenge if
  * given. *buf is the encoded document, decoded into *ev. */

@@ -405,12 +405,18 @@ static void check_clock(const struct verify_params *p, struct parsed *ps, struct
 	v->clock = ci->clock;
 	v->reset_count = ci->resetCount;
 	v->restart_count = ci->restartCount;
-	if (ci->safe != TPM2_YES)
-		set(v, CHECK_CLOCK_SAFE, CHECK_FAIL,
-		    "TPM clock not safe: it may have run backwards since the last orderly "
-		    "shutdown");
-	else
+	/* An unsafe clock (the TPM lost power without TPM2_Shutdown: a VM reset, a crash) may be
+	 * behind values it reported before the loss. Such a loss always ends in
+	 * TPM2_Startup(CLEAR), which moves resetCount on, and across a reset the counters rule
+	 * below never compares clocks; within one boot the clock only runs forward. So it is
+	 * reported, not refused: refusing would lock a crashed node out until its clock is next
+	 * written to NV (up to 70 minutes), and freshness comes from our nonce anyway. */
+	if (ci->safe == TPM2_YES)
 		set(v, CHECK_CLOCK_SAFE, CHECK_PASS, "clock safe");
+	else
+		set(v, CHECK_CLOCK_SAFE, CHECK_WARN,
+		    "TPM clock not safe (the TPM lost power without TPM2_Shutdown): clocks are "
+		    "compared only within one reset");
 	if (!n || !n->known || memcmp(n->node_id, v->node_id, 32) != 0) {
 		set(v, CHECK_COUNTERS, CHECK_PASS, "first quote seen from this node");
 		return;
