@@ -123,6 +123,7 @@ kill -9 "$(cat "$C/nodes/1/swtpm.pid")" "$(cat "$C/nodes/1/qemu.pid")" 2>/dev/nu
 "$cluster" stop --name "$name" --node 1 >/dev/null 2>&1
 "$cluster" start --name "$name" --node 1 >"$work/crash1.out" 2>&1
 got=$(nx 1 'cat /var/lib/conclave/crash-marker; md5sum /var/lib/conclave/marker' 2>&1)
+echo "# join service after the power loss: $(console_of 0 | grep -a 'accepted with warnings' | tail -1)"
 if grep -q '^written-before-the-power-loss$' <<<"$got" && grep -q "^$want_md5 " <<<"$got"; then
 	ok "after a power loss (QEMU and swtpm SIGKILLed) the worker rejoins at once and reads back what it had synced"
 else

@@ -20,6 +20,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "conclave/atls.h"
+#include "conclave/log.h"
 #include "conclave/tpmobj.h"
 #include "conclave/secret.h"
 #include "conclave/util.h"
@@ -699,8 +700,10 @@ int atls_prove(struct atls_session *s, const struct attest_opts *base, const uin
 
 /* ---- verifying --------------------------------------------------------------------------- */
 
-/* "check: reason; check: reason" of every failed check, for the VERDICT and the diag. */
-static void verdict_summary(const struct verdict *v, char *out, size_t cap)
+/* "check: reason; check: reason" of every check with that status (the failed ones for the
+ * VERDICT and the diag, the warnings for the log). */
+static void verdict_summary(const struct verdict *v, enum check_status status, char *out,
+			    size_t cap)
 {
 	size_t n = 0;
 
@@ -708,7 +711,7 @@ static void verdict_summary(const struct verdict *v, char *out, size_t cap)
 	for (int c = 0; c < CHECK_COUNT && n + 1 < cap; c++) {
 		int w;
 
-		if (v->checks[c].status != CHECK_FAIL)
+		if (v->checks[c].status != status)
 			continue;
 		w = snprintf(out + n, cap - n, "%s%s: %s", n ? "; " : "",
 			     verify_check_name((enum verify_check)c), v->checks[c].msg);
@@ -821,7 +824,7 @@ static int send_verdict(struct atls_session *s, const struct atls_peer *peer, st
 
 	if (peer->verdict.ok)
 		return send_coded(s, WIRE_VERDICT, WIRE_OK, "accepted", d);
-	verdict_summary(&peer->verdict, text, sizeof(text));
+	verdict_summary(&peer->verdict, CHECK_FAIL, text, sizeof(text));
 	return send_coded(s, WIRE_VERDICT, WIRE_REFUSED, text, d);
 }
 
@@ -900,10 +903,15 @@ int atls_verify_evidence_msg(struct atls_session *s, const struct atls_verifier 
 	if (ret < 0)
 		return ret;
 	if (!peer->verdict.ok) {
-		verdict_summary(&peer->verdict, why, sizeof(why));
+		verdict_summary(&peer->verdict, CHECK_FAIL, why, sizeof(why));
 		diag_set(d, "peer attestation refused: %s", why);
 		return -EACCES;
 	}
+	/* Accepted, but the operator should hear of it (an unsafe TPM clock: the peer's TPM lost
+	 * power; a missing event log; a warn-only PCR that moved). */
+	verdict_summary(&peer->verdict, CHECK_WARN, why, sizeof(why));
+	if (why[0])
+		log_warn("attestation: peer accepted with warnings: %s", why);
 	peer->accepted = true;
 	s->we_accepted_peer = true;
 	return 0;
