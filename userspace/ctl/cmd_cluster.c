@@ -957,53 +957,52 @@ static int parse_node_id(const char *s, int64_t *out)
 	return 0;
 }
 
-static int run_revoke(const struct cluster_args *a)
+/* One operator change to node `id` (revoke, replace-disk): attest, sign, send. */
+static int change_node(const struct cluster_args *a, const char *id, enum admin_op op,
+		       const char *what, struct admin_request *req, struct admin_result *out)
 {
-	struct admin_request req = { .op = ADMIN_REVOKE };
-	struct admin_result out = { 0 };
 	struct cluster c;
 	int ret;
 
-	if (parse_node_id(a->operand, &req.node_id) < 0)
+	req->op = op;
+	if (parse_node_id(id, &req->node_id) < 0)
 		return EXIT_USAGE;
 	ret = load_cluster(a->opt[O_CLUSTER], a->opt[O_JOIN], &c);
 	if (ret == EXIT_OK)
 		ret = load_operator_key(&c, a->opt[O_OPERATOR_KEY]);
 	if (ret == EXIT_OK) {
 		c.cfg.timeout_ms = a->timeout_ms;
-		ret = change(&c, "revoke", &req, &out);
+		ret = change(&c, what, req, out);
 	}
+	cluster_free(&c);
+	return ret;
+}
+
+static int run_revoke(const struct cluster_args *a)
+{
+	struct admin_request req = { 0 };
+	struct admin_result out = { 0 };
+	int ret = change_node(a, a->operand, ADMIN_REVOKE, "revoke", &req, &out);
+
 	if (ret == EXIT_OK)
 		printf("node %lld revoked; generation %llu\n", (long long)req.node_id,
 		       (unsigned long long)out.generation);
 	admin_result_clear(&out);
-	cluster_free(&c);
 	return ret;
 }
 
 static int run_replace_disk(const struct cluster_args *a)
 {
-	struct admin_request req = { .op = ADMIN_REPLACE_DISK };
+	struct admin_request req = { 0 };
 	struct admin_result out = { 0 };
-	struct cluster c;
-	int ret;
+	int ret = change_node(a, a->opt[O_NODE], ADMIN_REPLACE_DISK, "replace-disk", &req, &out);
 
-	if (parse_node_id(a->opt[O_NODE], &req.node_id) < 0)
-		return EXIT_USAGE;
-	ret = load_cluster(a->opt[O_CLUSTER], a->opt[O_JOIN], &c);
-	if (ret == EXIT_OK)
-		ret = load_operator_key(&c, a->opt[O_OPERATOR_KEY]);
-	if (ret == EXIT_OK) {
-		c.cfg.timeout_ms = a->timeout_ms;
-		ret = change(&c, "replace-disk", &req, &out);
-	}
 	if (ret == EXIT_OK)
 		printf(
 		    "node %lld's disk released: its old disk's key is never given out again; the "
 		    "node's next join binds the disk it presents (boot it with a blank disk)\n",
 		    (long long)req.node_id);
 	admin_result_clear(&out);
-	cluster_free(&c);
 	return ret;
 }
 

@@ -142,7 +142,9 @@ static int take_master(struct joind *j, const struct wire_msg *r, struct diag *d
 	return ret;
 }
 
-static int revoke_node(struct joind *j, int64_t node_id, struct diag *d)
+/* An operator's change to one member (revoke, release its disk): only once the cluster has its
+ * master secret. */
+static int change_member(struct joind *j, enum admin_op op, int64_t node_id, struct diag *d)
 {
 	int ret;
 
@@ -151,8 +153,16 @@ static int revoke_node(struct joind *j, int64_t node_id, struct diag *d)
 		return -EAGAIN;
 	}
 	pthread_mutex_lock(&j->store_lock);
-	ret = membership_revoke(j->store, node_id, d);
+	ret = op == ADMIN_REVOKE ? membership_revoke(j->store, node_id, d)
+				 : membership_release_disk(j->store, node_id, d);
 	pthread_mutex_unlock(&j->store_lock);
+	return ret;
+}
+
+static int revoke_node(struct joind *j, int64_t node_id, struct diag *d)
+{
+	int ret = change_member(j, ADMIN_REVOKE, node_id, d);
+
 	if (ret == 0) {
 		hub_notify(j->hub);
 		log_info("joind: node %lld revoked by the operator", (long long)node_id);
@@ -164,15 +174,8 @@ static int revoke_node(struct joind *j, int64_t node_id, struct diag *d)
  * peer sees a disk, so nothing is pushed. */
 static int replace_disk(struct joind *j, int64_t node_id, struct diag *d)
 {
-	int ret;
+	int ret = change_member(j, ADMIN_REPLACE_DISK, node_id, d);
 
-	if (!joind_cluster(j, NULL, NULL)) {
-		diag_set(d, "no master secret yet");
-		return -EAGAIN;
-	}
-	pthread_mutex_lock(&j->store_lock);
-	ret = membership_release_disk(j->store, node_id, d);
-	pthread_mutex_unlock(&j->store_lock);
 	if (ret == 0)
 		log_info("joind: node %lld's disk released by the operator: no key for it again, "
 			 "the node's next join binds a new one",
